@@ -1,0 +1,152 @@
+//! exhook-gateway's configuration: one TOML file (see `config/gateway.toml`), parsed strictly
+//! (unknown keys are errors), validated with every error naming its key and reason, and
+//! resolved into per-tenant chains. Pure: no I/O beyond [`Config::load`] reading the file.
+#![warn(missing_docs)]
+
+mod raw;
+mod resolve;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use exhook_hooks::{Hook, HookSet, Version};
+
+pub use resolve::render_chains;
+
+/// A problem with the configuration. Every variant says where and what.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file (or `<inline>`).
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// One or more values are invalid; each entry is `key: reason`.
+    #[error("{path}: invalid configuration:\n  - {}", .problems.join("\n  - "))]
+    Invalid {
+        /// The file (or `<inline>`).
+        path: PathBuf,
+        /// Every problem found, as `key: reason`.
+        problems: Vec<String>,
+    },
+}
+
+pub use exhook_chain::FailedAction;
+
+/// How notification hooks reach a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NotifyMode {
+    /// Answer EMQX at once; deliver through the provider's bounded queue (default).
+    #[default]
+    Queue,
+    /// Wait for this provider (bounded by its timeout) before answering EMQX.
+    AfterDelivery,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Where EMQX's exhook URL points.
+    pub listen: SocketAddr,
+    /// The chain deadline when EMQX sends no `grpc-timeout`.
+    pub default_deadline: Duration,
+}
+
+/// One `[[providers]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    /// Unique name, used in chains, logs and metrics.
+    pub name: String,
+    /// `http://host:port` (h2c) of the provider's gRPC server.
+    pub url: String,
+    /// The package it speaks; `None` for `auto` (probed newest first).
+    pub protocol: Option<Version>,
+    /// Per-call timeout (further bounded by the caller's deadline).
+    pub timeout: Duration,
+    /// What a failure does to a valued chain.
+    pub failed_action: FailedAction,
+    /// How notifications are delivered.
+    pub notify: NotifyMode,
+    /// Capacity of each notification queue shard.
+    pub queue_size: usize,
+    /// Number of notification queue shards (one delivery task each; a clientid always maps
+    /// to the same shard, so its events stay in order).
+    pub queue_shards: usize,
+    /// Connect timeout for the provider's HTTP/2 connection.
+    pub connect_timeout: Duration,
+}
+
+/// A tenant: which EMQX clusters it serves and its routing table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// Unique name; the first tenant is always `default`.
+    pub name: String,
+    /// `RequestMeta.cluster_name` values that select this tenant.
+    pub cluster_names: Vec<String>,
+    /// The tenant's providers (indices into [`Config::providers`], in `[[providers]]` order):
+    /// hooks without an explicit chain go to those of them that registered the hook.
+    pub providers: Vec<usize>,
+    /// Hooks with an explicit chain.
+    pub explicit: HookSet,
+    /// The resolved chain per hook (indexed by [`Hook::index`]): the explicit chain, or
+    /// the tenant's providers.
+    pub chains: Vec<Vec<usize>>,
+}
+
+impl TenantConfig {
+    /// The chain for `hook`: provider indices in call order.
+    pub fn chain(&self, hook: Hook) -> &[usize] {
+        &self.chains[hook.index()]
+    }
+}
+
+/// The validated, resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[[providers]]`, in file order.
+    pub providers: Vec<ProviderConfig>,
+    /// The default tenant (index 0, from `[chains]`) followed by `[[tenants]]`.
+    pub tenants: Vec<TenantConfig>,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        resolve::resolve(raw).map_err(|problems| ConfigError::Invalid { path: origin.to_owned(), problems })
+    }
+
+    /// The tenant for a `RequestMeta.cluster_name` (the default tenant if none claims it).
+    pub fn tenant_for(&self, cluster_name: &str) -> usize {
+        self.tenants.iter().position(|t| t.cluster_names.iter().any(|c| c == cluster_name)).unwrap_or(0)
+    }
+
+    /// Index of the provider named `name`.
+    pub fn provider_index(&self, name: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

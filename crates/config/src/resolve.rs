@@ -1,0 +1,253 @@
+//! Validation and resolution: raw file → [`Config`], collecting every problem as `key: reason`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use exhook_hooks::{Hook, HookKind, HookSet, Version};
+
+use crate::raw::{RawConfig, RawProvider, RawTenant};
+use crate::{Config, FailedAction, NotifyMode, ProviderConfig, ServerConfig, TenantConfig};
+
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_QUEUE_SIZE: usize = 1024;
+const DEFAULT_QUEUE_SHARDS: usize = 8;
+const MAX_QUEUE_SIZE: i64 = 1 << 20;
+const MAX_QUEUE_SHARDS: i64 = 256;
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: impl std::fmt::Display, reason: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {reason}"));
+    }
+}
+
+fn duration(p: &mut Problems, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    let Some(text) = value else { return default };
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => {
+            p.add(key, format!("{text:?} must be greater than zero"));
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            p.add(key, format!("{text:?} is not a duration ({e}); write e.g. \"300ms\" or \"5s\""));
+            default
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    // EMQX's own rule for exhook server names: ^[A-Za-z0-9]+[A-Za-z0-9-_]*$
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.len() <= 256
+}
+
+fn check_url(p: &mut Problems, key: &str, url: &str) {
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => return p.add(key, format!("{url:?} is not a URL ({e})")),
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return p.add(key, format!("{url:?}: https (TLS to providers) is not supported yet; use http:// (h2c)"));
+        }
+        _ => return p.add(key, format!("{url:?} must start with http://")),
+    }
+    let Some(auth) = uri.authority() else { return p.add(key, format!("{url:?} has no host")) };
+    if auth.host().is_empty() {
+        p.add(key, format!("{url:?} has no host"));
+    }
+    if auth.port_u16().is_none() {
+        p.add(key, format!("{url:?} has no port (write e.g. http://127.0.0.1:9001)"));
+    }
+    if !matches!(uri.path(), "" | "/") {
+        p.add(key, format!("{url:?}: a path is not allowed (gRPC paths are fixed by the package)"));
+    }
+}
+
+fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
+    let key = |k: &str| format!("providers[{i}] ({}).{k}", r.name);
+    if !valid_name(&r.name) {
+        p.add(key("name"), format!("{:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]*$ (at most 256 bytes)", r.name));
+    }
+    check_url(p, &key("url"), &r.url);
+    let protocol = match r.protocol.as_deref() {
+        None | Some("auto") => None,
+        Some(s) => match s.parse::<Version>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                p.add(key("protocol"), format!("{s:?} must be one of v1, v2, v3, auto"));
+                None
+            }
+        },
+    };
+    let failed_action = match r.failed_action.as_deref() {
+        None | Some("deny") => FailedAction::Deny,
+        Some("ignore") => FailedAction::Ignore,
+        Some(s) => {
+            p.add(key("failed_action"), format!("{s:?} must be deny or ignore"));
+            FailedAction::Deny
+        }
+    };
+    let notify = match r.notify.as_deref() {
+        None | Some("queue") => NotifyMode::Queue,
+        Some("after-delivery") => NotifyMode::AfterDelivery,
+        Some(s) => {
+            p.add(key("notify"), format!("{s:?} must be queue or after-delivery"));
+            NotifyMode::Queue
+        }
+    };
+    let mut bounded = |k: &str, v: Option<i64>, max: i64, default: usize| match v {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => n as usize,
+        Some(n) => {
+            p.add(key(k), format!("{n} must be between 1 and {max}"));
+            default
+        }
+    };
+    let queue_size = bounded("queue_size", r.queue_size, MAX_QUEUE_SIZE, DEFAULT_QUEUE_SIZE);
+    let queue_shards = bounded("queue_shards", r.queue_shards, MAX_QUEUE_SHARDS, DEFAULT_QUEUE_SHARDS);
+    ProviderConfig {
+        name: r.name.clone(),
+        url: r.url.clone(),
+        protocol,
+        timeout: duration(p, &key("timeout"), r.timeout.as_deref(), DEFAULT_TIMEOUT),
+        failed_action,
+        notify,
+        queue_size,
+        queue_shards,
+        connect_timeout: duration(p, &key("connect_timeout"), r.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT),
+    }
+}
+
+fn names_to_indices(p: &mut Problems, key: &str, names: &[String], index: &HashMap<&str, usize>) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        match index.get(n.as_str()) {
+            None => p.add(key, format!("names unknown provider {n:?}")),
+            Some(&i) if !seen.insert(i) => p.add(key, format!("names provider {n:?} twice")),
+            Some(&i) => out.push(i),
+        }
+    }
+    out
+}
+
+fn tenant(
+    p: &mut Problems,
+    prefix: &str,
+    name: &str,
+    cluster_names: &[String],
+    providers: Option<&[String]>,
+    chains: &BTreeMap<String, Vec<String>>,
+    index: &HashMap<&str, usize>,
+) -> TenantConfig {
+    let all: Vec<usize> = (0..index.len()).collect();
+    let providers = match providers {
+        None => all,
+        Some(names) => {
+            let mut v = names_to_indices(p, &format!("{prefix}providers"), names, index);
+            v.sort_unstable(); // [[providers]] order
+            v
+        }
+    };
+    let mut explicit = HookSet::EMPTY;
+    let mut chain_by_hook: Vec<Option<Vec<usize>>> = vec![None; Hook::ALL.len()];
+    for (hook_name, members) in chains {
+        let key = format!("{prefix}chains.{hook_name:?}");
+        let hook = match Hook::from_hookpoint(hook_name) {
+            Some(h) if h.kind() != HookKind::Lifecycle => h,
+            _ => {
+                p.add(&key, format!("unknown hook {hook_name:?} (expected an EMQX hookpoint such as client.authenticate, client.authorize, message.publish, session.created)"));
+                continue;
+            }
+        };
+        if explicit.contains(hook) {
+            p.add(&key, format!("{} is configured twice (an alias and its 5.x name)", hook.name()));
+            continue;
+        }
+        explicit.insert(hook);
+        chain_by_hook[hook.index()] = Some(names_to_indices(p, &key, members, index));
+    }
+    let chains = Hook::ALL
+        .into_iter()
+        .zip(chain_by_hook)
+        .map(|(h, c)| match (h.kind(), c) {
+            (HookKind::Lifecycle, _) => providers.clone(),
+            (_, Some(c)) => c,
+            (_, None) => providers.clone(),
+        })
+        .collect();
+    TenantConfig { name: name.to_owned(), cluster_names: cluster_names.to_vec(), providers, explicit, chains }
+}
+
+pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
+    let mut p = Problems(Vec::new());
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|e| {
+        p.add("server.listen", format!("{listen_text:?} is not an address:port ({e})"));
+        SocketAddr::from(([127, 0, 0, 1], 9000))
+    });
+    let default_deadline = duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
+
+    let providers: Vec<ProviderConfig> = raw.providers.iter().enumerate().map(|(i, r)| provider(&mut p, i, r)).collect();
+    let mut index = HashMap::new();
+    for (i, pr) in providers.iter().enumerate() {
+        if index.insert(pr.name.as_str(), i).is_some() {
+            p.add(format!("providers[{i}].name"), format!("duplicate provider name {:?}", pr.name));
+        }
+    }
+
+    let mut tenants = vec![tenant(&mut p, "", "default", &[], None, &raw.chains, &index)];
+    let mut cluster_owner: HashMap<&str, &str> = HashMap::new();
+    for (i, RawTenant { name, cluster_names, providers: tp, chains }) in raw.tenants.iter().enumerate() {
+        let prefix = format!("tenants[{i}] ({name}).");
+        if !valid_name(name) {
+            p.add(format!("{prefix}name"), format!("{name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]*$"));
+        }
+        if name == "default" || raw.tenants[..i].iter().any(|t| &t.name == name) {
+            p.add(format!("{prefix}name"), format!("duplicate tenant name {name:?} (\"default\" is the [chains] tenant)"));
+        }
+        if cluster_names.is_empty() {
+            p.add(format!("{prefix}cluster_names"), "must list at least one RequestMeta.cluster_name");
+        }
+        for c in cluster_names {
+            if let Some(other) = cluster_owner.insert(c.as_str(), name.as_str()) {
+                p.add(format!("{prefix}cluster_names"), format!("{c:?} already selects tenant {other:?}"));
+            }
+        }
+        tenants.push(tenant(&mut p, &prefix, name, cluster_names, tp.as_deref(), chains, &index));
+    }
+
+    if p.0.is_empty() {
+        Ok(Config { server: ServerConfig { listen, default_deadline }, providers, tenants })
+    } else {
+        Err(p.0)
+    }
+}
+
+/// The resolved chains, one tenant after another, as `exhook-gateway check` prints them.
+pub fn render_chains(config: &Config) -> String {
+    let mut out = String::new();
+    let name = |i: &usize| config.providers[*i].name.as_str();
+    for t in &config.tenants {
+        let clusters = if t.cluster_names.is_empty() { "any other cluster".to_owned() } else { t.cluster_names.join(", ") };
+        let _ = writeln!(out, "tenant {} (cluster_name: {clusters})", t.name);
+        for hook in Hook::hookpoints() {
+            let members: Vec<&str> = t.chain(hook).iter().map(name).collect();
+            let how = if t.explicit.contains(hook) { "chain" } else { "registered" };
+            let list = if members.is_empty() { "(none)".to_owned() } else { members.join(" -> ") };
+            let _ = writeln!(out, "  {:<22} {how:<10} {list}", hook.name());
+        }
+    }
+    out
+}

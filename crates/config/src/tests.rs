@@ -1,0 +1,187 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected invalid config, got {other:?}"),
+    }
+}
+
+const TWO: &str = r#"
+[[providers]]
+name = "auth"
+url = "http://127.0.0.1:9001"
+protocol = "v3"
+timeout = "300ms"
+failed_action = "deny"
+
+[[providers]]
+name = "audit"
+url = "http://127.0.0.1:9002"
+timeout = "100ms"
+failed_action = "ignore"
+notify = "after-delivery"
+"#;
+
+#[test]
+fn shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gateway.toml");
+    let c = Config::load(&path).expect("config/gateway.toml must be valid");
+    assert!(!c.providers.is_empty());
+}
+
+#[test]
+fn defaults_and_types() {
+    let c = parse(TWO).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.server.default_deadline, Duration::from_secs(5));
+    assert_eq!(c.providers[0].protocol, Some(exhook_hooks::Version::V3));
+    assert_eq!(c.providers[1].protocol, None);
+    assert_eq!(c.providers[0].timeout, Duration::from_millis(300));
+    assert_eq!(c.providers[1].failed_action, FailedAction::Ignore);
+    assert_eq!(c.providers[1].notify, NotifyMode::AfterDelivery);
+    assert_eq!(c.providers[0].queue_size, 1024);
+    assert_eq!(c.tenants.len(), 1);
+    assert_eq!(c.tenants[0].chain(Hook::ClientAuthenticate), &[0, 1]);
+}
+
+#[test]
+fn chains_and_tenants_resolve() {
+    let text = format!(
+        r#"{TWO}
+[chains]
+"client.authenticate" = ["audit", "auth"]
+"client.check_acl" = ["auth"]
+"message.publish" = []
+
+[[tenants]]
+name = "factory-a"
+cluster_names = ["emqx-factory-a", "emqx-factory-a2"]
+providers = ["audit"]
+[tenants.chains]
+"client.authenticate" = ["auth"]
+"#
+    );
+    let c = parse(&text).unwrap();
+    let d = &c.tenants[0];
+    assert_eq!(d.chain(Hook::ClientAuthenticate), &[1, 0]);
+    assert_eq!(d.chain(Hook::ClientAuthorize), &[0]);
+    assert!(d.chain(Hook::MessagePublish).is_empty());
+    assert_eq!(d.chain(Hook::SessionCreated), &[0, 1]);
+    assert!(d.explicit.contains(Hook::MessagePublish));
+    assert!(!d.explicit.contains(Hook::SessionCreated));
+    let f = &c.tenants[1];
+    assert_eq!(f.chain(Hook::ClientAuthenticate), &[0]);
+    assert_eq!(f.chain(Hook::SessionCreated), &[1]);
+    assert_eq!(c.tenant_for("emqx-factory-a2"), 1);
+    assert_eq!(c.tenant_for("emqxcl"), 0);
+    assert_eq!(c.tenant_for(""), 0);
+    let shown = render_chains(&c);
+    assert!(shown.contains("client.authenticate"), "{shown}");
+    assert!(shown.contains("audit -> auth"), "{shown}");
+    assert!(shown.contains("tenant factory-a (cluster_name: emqx-factory-a, emqx-factory-a2)"), "{shown}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_location() {
+    let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlissten = 3\n").unwrap_err().to_string();
+    assert!(e.contains("test.toml") && e.contains("lissten"), "{e}");
+    let e = parse(&format!("{TWO}\ncolour = \"red\"\n")).unwrap_err().to_string();
+    assert!(e.contains("colour"), "{e}");
+    let e = parse("[[providers]]\nname = \"a\"\n").unwrap_err().to_string();
+    assert!(e.contains("url"), "{e}");
+}
+
+#[test]
+fn every_bad_value_is_named() {
+    let text = r#"
+[server]
+listen = "nowhere"
+default_deadline = "soon"
+
+[[providers]]
+name = "a b"
+url = "ftp://x:1"
+protocol = "v9"
+timeout = "0ms"
+failed_action = "maybe"
+notify = "never"
+queue_size = 0
+queue_shards = 1000
+
+[[providers]]
+name = "dup"
+url = "http://127.0.0.1"
+
+[[providers]]
+name = "dup"
+url = "https://127.0.0.1:443"
+
+[chains]
+"client.authenticate" = ["dup", "ghost", "dup"]
+"client.nope" = ["dup"]
+"OnProviderLoaded" = []
+"client.authorize" = []
+"client.check_acl" = []
+
+[[tenants]]
+name = "default"
+cluster_names = []
+"#;
+    let p = problems(text);
+    let all = p.join("\n");
+    for needle in [
+        "server.listen: \"nowhere\"",
+        "server.default_deadline: \"soon\"",
+        "providers[0] (a b).name",
+        "providers[0] (a b).url: \"ftp://x:1\" must start with http://",
+        "providers[0] (a b).protocol: \"v9\"",
+        "providers[0] (a b).timeout: \"0ms\" must be greater than zero",
+        "providers[0] (a b).failed_action: \"maybe\"",
+        "providers[0] (a b).notify: \"never\"",
+        "providers[0] (a b).queue_size: 0 must be between",
+        "providers[0] (a b).queue_shards: 1000 must be between",
+        "providers[1] (dup).url: \"http://127.0.0.1\" has no port",
+        "providers[2] (dup).url: \"https://127.0.0.1:443\": https",
+        "providers[2].name: duplicate provider name \"dup\"",
+        "chains.\"client.authenticate\": names unknown provider \"ghost\"",
+        "chains.\"client.authenticate\": names provider \"dup\" twice",
+        "chains.\"client.nope\": unknown hook",
+        "chains.\"OnProviderLoaded\": unknown hook",
+        "configured twice",
+        "tenants[0] (default).name: duplicate tenant name",
+        "tenants[0] (default).cluster_names: must list",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn cluster_name_claimed_twice() {
+    let text = format!(
+        "{TWO}\n[[tenants]]\nname = \"a\"\ncluster_names = [\"x\"]\n[[tenants]]\nname = \"b\"\ncluster_names = [\"x\"]\n"
+    );
+    let all = problems(&text).join("\n");
+    assert!(all.contains("tenants[1] (b).cluster_names: \"x\" already selects tenant \"a\""), "{all}");
+}
+
+#[test]
+fn tenant_chain_names_unknown_provider() {
+    let text = format!("{TWO}\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\nproviders = [\"nope\"]\n[tenants.chains]\n\"message.publish\" = [\"ghost\"]\n");
+    let all = problems(&text).join("\n");
+    assert!(all.contains("tenants[0] (t).providers: names unknown provider \"nope\""), "{all}");
+    assert!(all.contains("tenants[0] (t).chains.\"message.publish\": names unknown provider \"ghost\""), "{all}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let e = Config::load(Path::new("/nonexistent/gw.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/gw.toml: cannot read"), "{e}");
+}
