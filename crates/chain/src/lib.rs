@@ -99,7 +99,8 @@ impl<R: ValuedRequest> Fold<R> {
             return (Flow::Stop, StepOutcome::Ignore);
         }
         let kind = ResponsedType::try_from(response.r#type).ok();
-        let (Some(kind @ (ResponsedType::Continue | ResponsedType::StopAndReturn)), Some(value)) = (kind, response.value)
+        let (Some(kind @ (ResponsedType::Continue | ResponsedType::StopAndReturn)), Some(value)) =
+            (kind, response.value)
         else {
             return (Flow::Next, StepOutcome::Ignore);
         };

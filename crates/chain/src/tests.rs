@@ -57,7 +57,10 @@ fn stop_and_return_ends_with_its_value() {
 #[test]
 fn wrong_kind_or_missing_value_is_ignore() {
     let mut f = Fold::new(auth(true));
-    assert_eq!(f.on_response(0, resp(ResponsedType::Continue, Some(Value::Message(msg("t", "x"))))).1, StepOutcome::Ignore);
+    assert_eq!(
+        f.on_response(0, resp(ResponsedType::Continue, Some(Value::Message(msg("t", "x"))))).1,
+        StepOutcome::Ignore
+    );
     assert_eq!(f.on_response(1, resp(ResponsedType::StopAndReturn, None)), (Flow::Next, StepOutcome::Ignore));
     assert_eq!(f.on_response(2, resp(ResponsedType::StopAndReturn, Some(Value::Message(msg("t", "x"))))).0, Flow::Next);
     assert_eq!(f.on_response(3, ValuedResponse { r#type: 9, value: b(false) }).1, StepOutcome::Ignore);

@@ -197,9 +197,11 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
         p.add("server.listen", format!("{listen_text:?} is not an address:port ({e})"));
         SocketAddr::from(([127, 0, 0, 1], 9000))
     });
-    let default_deadline = duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
+    let default_deadline =
+        duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
 
-    let providers: Vec<ProviderConfig> = raw.providers.iter().enumerate().map(|(i, r)| provider(&mut p, i, r)).collect();
+    let providers: Vec<ProviderConfig> =
+        raw.providers.iter().enumerate().map(|(i, r)| provider(&mut p, i, r)).collect();
     let mut index = HashMap::new();
     for (i, pr) in providers.iter().enumerate() {
         if index.insert(pr.name.as_str(), i).is_some() {
@@ -215,7 +217,10 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
             p.add(format!("{prefix}name"), format!("{name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]*$"));
         }
         if name == "default" || raw.tenants[..i].iter().any(|t| &t.name == name) {
-            p.add(format!("{prefix}name"), format!("duplicate tenant name {name:?} (\"default\" is the [chains] tenant)"));
+            p.add(
+                format!("{prefix}name"),
+                format!("duplicate tenant name {name:?} (\"default\" is the [chains] tenant)"),
+            );
         }
         if cluster_names.is_empty() {
             p.add(format!("{prefix}cluster_names"), "must list at least one RequestMeta.cluster_name");
@@ -240,7 +245,8 @@ pub fn render_chains(config: &Config) -> String {
     let mut out = String::new();
     let name = |i: &usize| config.providers[*i].name.as_str();
     for t in &config.tenants {
-        let clusters = if t.cluster_names.is_empty() { "any other cluster".to_owned() } else { t.cluster_names.join(", ") };
+        let clusters =
+            if t.cluster_names.is_empty() { "any other cluster".to_owned() } else { t.cluster_names.join(", ") };
         let _ = writeln!(out, "tenant {} (cluster_name: {clusters})", t.name);
         for hook in Hook::hookpoints() {
             let members: Vec<&str> = t.chain(hook).iter().map(name).collect();

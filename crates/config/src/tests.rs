@@ -174,7 +174,9 @@ fn cluster_name_claimed_twice() {
 
 #[test]
 fn tenant_chain_names_unknown_provider() {
-    let text = format!("{TWO}\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\nproviders = [\"nope\"]\n[tenants.chains]\n\"message.publish\" = [\"ghost\"]\n");
+    let text = format!(
+        "{TWO}\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\nproviders = [\"nope\"]\n[tenants.chains]\n\"message.publish\" = [\"ghost\"]\n"
+    );
     let all = problems(&text).join("\n");
     assert!(all.contains("tenants[0] (t).providers: names unknown provider \"nope\""), "{all}");
     assert!(all.contains("tenants[0] (t).chains.\"message.publish\": names unknown provider \"ghost\""), "{all}");

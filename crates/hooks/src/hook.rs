@@ -107,10 +107,7 @@ impl Hook {
 
     /// True for the four `message.*` hooks, the only ones topic filters apply to.
     pub const fn is_message_hook(self) -> bool {
-        matches!(
-            self,
-            Hook::MessagePublish | Hook::MessageDelivered | Hook::MessageDropped | Hook::MessageAcked
-        )
+        matches!(self, Hook::MessagePublish | Hook::MessageDelivered | Hook::MessageDropped | Hook::MessageAcked)
     }
 
     /// Stable index 0..21.
@@ -127,7 +124,9 @@ impl fmt::Display for Hook {
 
 /// A hook name that EMQX does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hook {0:?} (expected an EMQX hookpoint such as client.authenticate, client.authorize, message.publish, session.created)")]
+#[error(
+    "unknown hook {0:?} (expected an EMQX hookpoint such as client.authenticate, client.authorize, message.publish, session.created)"
+)]
 pub struct UnknownHook(pub String);
 
 impl std::str::FromStr for Hook {

@@ -33,3 +33,5 @@ pub mod model {
 
 /// The encoded `FileDescriptorSet` of every file in `proto/`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exhook_descriptor.bin"));
+
+pub mod codec;

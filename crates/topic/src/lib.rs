@@ -96,26 +96,18 @@ pub fn validate_filter(filter: &str) -> Result<(), FilterError> {
         return Err(FilterError::Empty);
     }
     if filter.len() > MAX_FILTER_LEN {
-        return Err(FilterError::TooLong {
-            filter: filter.to_owned(),
-        });
+        return Err(FilterError::TooLong { filter: filter.to_owned() });
     }
     if filter.contains('\0') {
-        return Err(FilterError::NulChar {
-            filter: filter.to_owned(),
-        });
+        return Err(FilterError::NulChar { filter: filter.to_owned() });
     }
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {
         if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err(FilterError::MisplacedMultiLevel {
-                filter: filter.to_owned(),
-            });
+            return Err(FilterError::MisplacedMultiLevel { filter: filter.to_owned() });
         }
         if level.contains('+') && level != "+" {
-            return Err(FilterError::MisplacedSingleLevel {
-                filter: filter.to_owned(),
-            });
+            return Err(FilterError::MisplacedSingleLevel { filter: filter.to_owned() });
         }
     }
     Ok(())
@@ -222,11 +214,7 @@ impl FilterSet {
             }
         };
         let node = &mut self.nodes[cur];
-        let flag = if ends_in_hash {
-            &mut node.hash
-        } else {
-            &mut node.terminal
-        };
+        let flag = if ends_in_hash { &mut node.hash } else { &mut node.terminal };
         if !*flag {
             *flag = true;
             self.filters.push(filter.to_owned());
@@ -236,11 +224,7 @@ impl FilterSet {
 
     /// Appends a fresh node below `parent` and returns its index.
     fn push_node(&mut self, parent: usize, via_plus: bool) -> usize {
-        self.nodes.push(Node {
-            parent,
-            via_plus,
-            ..Node::default()
-        });
+        self.nodes.push(Node { parent, via_plus, ..Node::default() });
         self.nodes.len() - 1
     }
 
@@ -361,11 +345,7 @@ fn level_start_before(topic: &str, next: Option<usize>) -> usize {
         Some(start) => start.saturating_sub(1),
         None => topic.len(),
     };
-    topic
-        .get(..end)
-        .unwrap_or_default()
-        .rfind('/')
-        .map_or(0, |slash| slash + 1)
+    topic.get(..end).unwrap_or_default().rfind('/').map_or(0, |slash| slash + 1)
 }
 
 #[cfg(test)]
@@ -478,11 +458,7 @@ mod tests {
     #[test]
     fn filter_matches_table() {
         for &(filter, topic, expected) in CASES {
-            assert_eq!(
-                filter_matches(filter, topic),
-                expected,
-                "filter_matches({filter:?}, {topic:?})"
-            );
+            assert_eq!(filter_matches(filter, topic), expected, "filter_matches({filter:?}, {topic:?})");
         }
     }
 
@@ -490,11 +466,7 @@ mod tests {
     fn single_filter_set_table() {
         for &(filter, topic, expected) in CASES {
             let set = FilterSet::from_filters([filter]).unwrap();
-            assert_eq!(
-                set.matches(topic),
-                expected,
-                "FilterSet[{filter:?}].matches({topic:?})"
-            );
+            assert_eq!(set.matches(topic), expected, "FilterSet[{filter:?}].matches({topic:?})");
         }
     }
 
@@ -530,10 +502,7 @@ mod tests {
 
     #[test]
     fn validate_accepts() {
-        for filter in [
-            "#", "+", "/", "a", "a//b", "+/+/#", "a/#", "a/+/b", "/#", "+/", "//", "$SYS/#", "a b",
-            "é",
-        ] {
+        for filter in ["#", "+", "/", "a", "a//b", "+/+/#", "a/#", "a/+/b", "/#", "+/", "//", "$SYS/#", "a b", "é"] {
             assert_eq!(validate_filter(filter), Ok(()), "{filter:?}");
         }
         assert_eq!(validate_filter(&"a".repeat(MAX_FILTER_LEN)), Ok(()));
@@ -551,19 +520,9 @@ mod tests {
         for filter in ["a/b+", "+a", "a+/b", "++", "a/+b/c"] {
             assert_eq!(validate_filter(filter), Err(single(filter)), "{filter:?}");
         }
-        assert_eq!(
-            validate_filter("a/\0"),
-            Err(FilterError::NulChar {
-                filter: "a/\0".into()
-            })
-        );
+        assert_eq!(validate_filter("a/\0"), Err(FilterError::NulChar { filter: "a/\0".into() }));
         let long = "a".repeat(MAX_FILTER_LEN + 1);
-        assert_eq!(
-            validate_filter(&long),
-            Err(FilterError::TooLong {
-                filter: long.clone()
-            })
-        );
+        assert_eq!(validate_filter(&long), Err(FilterError::TooLong { filter: long.clone() }));
     }
 
     #[test]
@@ -603,12 +562,7 @@ mod tests {
     #[test]
     fn insert_rejects_invalid_and_keeps_set() {
         let mut set = FilterSet::from_filters(["a/b"]).unwrap();
-        assert_eq!(
-            set.insert("a/#/b"),
-            Err(FilterError::MisplacedMultiLevel {
-                filter: "a/#/b".into()
-            })
-        );
+        assert_eq!(set.insert("a/#/b"), Err(FilterError::MisplacedMultiLevel { filter: "a/#/b".into() }));
         assert_eq!(set.filters(), ["a/b"]);
         assert!(!set.matches("a/x/b"));
         assert!(set.matches("a/b"));
@@ -617,12 +571,7 @@ mod tests {
     #[test]
     fn from_filters_fails_on_first_invalid() {
         let err = FilterSet::from_filters(["a", "b+", "c#"]).unwrap_err();
-        assert_eq!(
-            err,
-            FilterError::MisplacedSingleLevel {
-                filter: "b+".into()
-            }
-        );
+        assert_eq!(err, FilterError::MisplacedSingleLevel { filter: "b+".into() });
         let owned: Vec<String> = vec!["x/+".into(), "y".into()];
         let set = FilterSet::from_filters(&owned).unwrap();
         assert!(set.matches("x/1"));
@@ -648,10 +597,7 @@ mod tests {
         assert!(set.matches(&deep_topic));
         assert!(set.matches(&literal_deep));
         assert!(!set.matches("a/b"));
-        assert_eq!(
-            set.matches(&deep_topic),
-            filter_matches(&deep_filter, &deep_topic)
-        );
+        assert_eq!(set.matches(&deep_topic), filter_matches(&deep_filter, &deep_topic));
         // Forces a full-depth descent along the literal path and a climb
         // all the way back to the root.
         let set = FilterSet::from_filters([literal_deep.as_str(), "x"]).unwrap();

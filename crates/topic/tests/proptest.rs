@@ -15,10 +15,7 @@ fn join(levels: &'static [&'static str], max_depth: usize) -> impl Strategy<Valu
 }
 
 fn filters() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(
-        join(FILTER_LEVELS, 5).prop_filter("valid filter", |f| validate_filter(f).is_ok()),
-        0..12,
-    )
+    prop::collection::vec(join(FILTER_LEVELS, 5).prop_filter("valid filter", |f| validate_filter(f).is_ok()), 0..12)
 }
 
 fn check(fs: &[String], topics: &[String]) -> Result<(), TestCaseError> {

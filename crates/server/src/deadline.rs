@@ -1,0 +1,63 @@
+//! The caller's deadline, from the `grpc-timeout` header EMQX sends (its `request_timeout`).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// When the answer must be on its way to EMQX: the incoming `grpc-timeout` (or the
+/// configured default), less a small reserve for writing the answer back.
+pub fn deadline_for(metadata: &tonic::metadata::MetadataMap, default: Duration, received: Instant) -> Instant {
+    let budget =
+        metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout).unwrap_or(default);
+    // 2% of the budget, at most 5 ms: enough to encode and send a ValuedResponse.
+    let reserve = (budget / 50).min(Duration::from_millis(5));
+    received + budget.saturating_sub(reserve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S", "5 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn deadline_uses_header_or_default() {
+        let now = Instant::now();
+        let mut md = tonic::metadata::MetadataMap::new();
+        assert_eq!(deadline_for(&md, Duration::from_secs(5), now), now + Duration::from_millis(4995));
+        md.insert("grpc-timeout", "100m".parse().unwrap());
+        assert_eq!(deadline_for(&md, Duration::from_secs(5), now), now + Duration::from_millis(98));
+    }
+}

@@ -1,0 +1,262 @@
+//! The EMQX-facing gRPC service: one generic `HookProvider` per package, each a thin adapter
+//! that decodes into the internal model and hands the call to the [`Runtime`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use exhook_hooks::{Hook, HookRequest, ValuedRequest, Version, convert};
+use exhook_proto::model::{self, EmptySuccess, LoadedResponse, ValuedResponse};
+use exhook_proto::v1;
+use tokio::time::Instant;
+use tonic::body::Body;
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+use tonic_prost::ProstCodec;
+
+use crate::deadline::deadline_for;
+use crate::exec::Runtime;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A package the gateway serves; selects the gRPC service name.
+pub trait Package: Send + Sync + 'static {
+    /// The package.
+    const VERSION: Version;
+    /// `<package>.HookProvider`.
+    const NAME: &'static str;
+}
+
+macro_rules! packages {
+    ($($name:ident => $v:ident),*) => {$(
+        #[doc = concat!("Marker for `", stringify!($v), "`.")]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl Package for $name {
+            const VERSION: Version = Version::$v;
+            const NAME: &'static str = Version::$v.service();
+        }
+    )*};
+}
+packages!(PackageV1 => V1, PackageV2 => V2, PackageV3 => V3);
+
+/// `HookProvider` of one package, backed by the shared runtime.
+pub struct HookService<P> {
+    runtime: Arc<Runtime>,
+    _package: PhantomData<P>,
+}
+
+impl<P> HookService<P> {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+        HookService { runtime, _package: PhantomData }
+    }
+}
+
+impl<P> Clone for HookService<P> {
+    fn clone(&self) -> Self {
+        HookService { runtime: Arc::clone(&self.runtime), _package: PhantomData }
+    }
+}
+
+impl<P: Package> NamedService for HookService<P> {
+    const NAME: &'static str = P::NAME;
+}
+
+impl<P, B> tower::Service<http::Request<B>> for HookService<P>
+where
+    P: Package,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let received = Instant::now();
+        let method = req.uri().path().rsplit('/').next().unwrap_or("");
+        let Some(hook) = Hook::from_rpc(P::VERSION, method) else {
+            return Box::pin(async { Ok(unimplemented()) });
+        };
+        let runtime = Arc::clone(&self.runtime);
+        Box::pin(async move { Ok(route(runtime, P::VERSION, hook, received, req).await) })
+    }
+}
+
+fn unimplemented() -> http::Response<Body> {
+    Status::unimplemented("Method not found!").into_http()
+}
+
+async fn route<B>(
+    runtime: Arc<Runtime>,
+    version: Version,
+    hook: Hook,
+    received: Instant,
+    req: http::Request<B>,
+) -> http::Response<Body>
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    macro_rules! valued {
+        ($ty:ident) => {
+            Grpc::new(ProstCodec::<ValuedResponse, model::$ty>::default())
+                .unary(ValuedSvc::<model::$ty>::new(runtime, version, received), req)
+                .await
+        };
+    }
+    macro_rules! notify {
+        ($ty:ident) => {
+            Grpc::new(ProstCodec::<EmptySuccess, model::$ty>::default())
+                .unary(NotifySvc::<model::$ty>::new(runtime, version, received), req)
+                .await
+        };
+    }
+    match hook {
+        Hook::ProviderLoaded if version == Version::V1 => {
+            Grpc::new(ProstCodec::<LoadedResponse, v1::ProviderLoadedRequest>::default())
+                .unary(LoadedSvc { runtime, version, received }, req)
+                .await
+        }
+        Hook::ProviderLoaded => {
+            Grpc::new(ProstCodec::<LoadedResponse, model::ProviderLoadedRequest>::default())
+                .unary(LoadedSvc { runtime, version, received }, req)
+                .await
+        }
+        Hook::ProviderUnloaded => {
+            Grpc::new(ProstCodec::<EmptySuccess, model::ProviderUnloadedRequest>::default())
+                .unary(UnloadedSvc { runtime }, req)
+                .await
+        }
+        Hook::ClientAuthenticate => valued!(ClientAuthenticateRequest),
+        Hook::ClientAuthorize => valued!(ClientAuthorizeRequest),
+        Hook::MessagePublish => valued!(MessagePublishRequest),
+        Hook::ClientConnect => notify!(ClientConnectRequest),
+        Hook::ClientConnack => notify!(ClientConnackRequest),
+        Hook::ClientConnected => notify!(ClientConnectedRequest),
+        Hook::ClientDisconnected => notify!(ClientDisconnectedRequest),
+        Hook::ClientSubscribe => notify!(ClientSubscribeRequest),
+        Hook::ClientUnsubscribe => notify!(ClientUnsubscribeRequest),
+        Hook::SessionCreated => notify!(SessionCreatedRequest),
+        Hook::SessionSubscribed => notify!(SessionSubscribedRequest),
+        Hook::SessionUnsubscribed => notify!(SessionUnsubscribedRequest),
+        Hook::SessionResumed => notify!(SessionResumedRequest),
+        Hook::SessionDiscarded => notify!(SessionDiscardedRequest),
+        Hook::SessionTakenover => notify!(SessionTakenoverRequest),
+        Hook::SessionTerminated => notify!(SessionTerminatedRequest),
+        Hook::MessageDelivered => notify!(MessageDeliveredRequest),
+        Hook::MessageDropped => notify!(MessageDroppedRequest),
+        Hook::MessageAcked => notify!(MessageAckedRequest),
+    }
+}
+
+struct ValuedSvc<R> {
+    runtime: Arc<Runtime>,
+    version: Version,
+    received: Instant,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> ValuedSvc<R> {
+    fn new(runtime: Arc<Runtime>, version: Version, received: Instant) -> Self {
+        ValuedSvc { runtime, version, received, _r: PhantomData }
+    }
+}
+
+impl<R: ValuedRequest> UnaryService<R> for ValuedSvc<R> {
+    type Response = ValuedResponse;
+    type Future = BoxFuture<Result<Response<ValuedResponse>, Status>>;
+
+    fn call(&mut self, request: Request<R>) -> Self::Future {
+        let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
+        let mut request = request.into_inner();
+        request.normalize(self.version);
+        let runtime = Arc::clone(&self.runtime);
+        let received = self.received;
+        Box::pin(async move { Ok(Response::new(runtime.valued(request, deadline, received).await)) })
+    }
+}
+
+struct NotifySvc<R> {
+    runtime: Arc<Runtime>,
+    version: Version,
+    received: Instant,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> NotifySvc<R> {
+    fn new(runtime: Arc<Runtime>, version: Version, received: Instant) -> Self {
+        NotifySvc { runtime, version, received, _r: PhantomData }
+    }
+}
+
+impl<R: HookRequest> UnaryService<R> for NotifySvc<R> {
+    type Response = EmptySuccess;
+    type Future = BoxFuture<Result<Response<EmptySuccess>, Status>>;
+
+    fn call(&mut self, request: Request<R>) -> Self::Future {
+        let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
+        let mut request = request.into_inner();
+        request.normalize(self.version);
+        let runtime = Arc::clone(&self.runtime);
+        let received = self.received;
+        Box::pin(async move { Ok(Response::new(runtime.notify(request, deadline, received).await)) })
+    }
+}
+
+/// A `ProviderLoadedRequest` of any package: v1's (text uptime) or the model's.
+trait IntoLoadedRequest: prost::Message + Default + Send + 'static {
+    fn into_model(self) -> model::ProviderLoadedRequest;
+}
+
+impl IntoLoadedRequest for v1::ProviderLoadedRequest {
+    fn into_model(self) -> model::ProviderLoadedRequest {
+        convert::loaded_request_from_v1(&self)
+    }
+}
+
+impl IntoLoadedRequest for model::ProviderLoadedRequest {
+    fn into_model(self) -> model::ProviderLoadedRequest {
+        self
+    }
+}
+
+struct LoadedSvc {
+    runtime: Arc<Runtime>,
+    version: Version,
+    received: Instant,
+}
+
+impl<Q: IntoLoadedRequest> UnaryService<Q> for LoadedSvc {
+    type Response = LoadedResponse;
+    type Future = BoxFuture<Result<Response<LoadedResponse>, Status>>;
+
+    fn call(&mut self, request: Request<Q>) -> Self::Future {
+        let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
+        let request = request.into_inner().into_model();
+        let runtime = Arc::clone(&self.runtime);
+        let version = self.version;
+        Box::pin(async move { Ok(Response::new(runtime.provider_loaded(version, request, deadline).await)) })
+    }
+}
+
+struct UnloadedSvc {
+    runtime: Arc<Runtime>,
+}
+
+impl UnaryService<model::ProviderUnloadedRequest> for UnloadedSvc {
+    type Response = EmptySuccess;
+    type Future = BoxFuture<Result<Response<EmptySuccess>, Status>>;
+
+    fn call(&mut self, request: Request<model::ProviderUnloadedRequest>) -> Self::Future {
+        let reply = self.runtime.provider_unloaded(request.into_inner());
+        Box::pin(async move { Ok(Response::new(reply)) })
+    }
+}

@@ -1,0 +1,113 @@
+use exhook_hooks::{Hook, HookSet, Version};
+use exhook_proto::model::LoadedResponse;
+use exhook_topic::FilterSet;
+
+/// What a provider registered in its last successful `OnProviderLoaded`.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The package the provider answered in.
+    pub version: Version,
+    /// The hooks it registered.
+    pub hooks: HookSet,
+    /// Topic filters per `message.*` hook (indexed by [`Hook::index`]); `None` = all topics.
+    filters: Vec<Option<FilterSet>>,
+    /// Names it registered that are not hookpoints (ignored; EMQX would reject the load).
+    pub unknown: Vec<String>,
+    /// Filters that are not valid MQTT topic filters (ignored).
+    pub invalid_filters: Vec<String>,
+}
+
+impl Registration {
+    /// Reads a `LoadedResponse`. Hook names of any EMQX line are accepted (`client.check_acl`
+    /// and `client.authorize` alike); a hook listed twice gets the union of its topics.
+    pub fn from_response(version: Version, response: &LoadedResponse) -> Registration {
+        let mut hooks = HookSet::EMPTY;
+        let mut filters: Vec<Option<FilterSet>> = vec![None; Hook::ALL.len()];
+        let mut all_topics = HookSet::EMPTY;
+        let mut unknown = Vec::new();
+        let mut invalid_filters = Vec::new();
+        for spec in &response.hooks {
+            if spec.name.is_empty() {
+                continue; // EMQX skips a HookSpec without a name
+            }
+            let Some(hook) = Hook::from_hookpoint(&spec.name) else {
+                unknown.push(spec.name.clone());
+                continue;
+            };
+            hooks.insert(hook);
+            if !hook.is_message_hook() {
+                continue; // EMQX keeps topics only for message.* hooks
+            }
+            if spec.topics.is_empty() {
+                all_topics.insert(hook);
+                continue;
+            }
+            let set = filters[hook.index()].get_or_insert_with(FilterSet::new);
+            for t in &spec.topics {
+                if set.insert(t).is_err() {
+                    invalid_filters.push(t.clone());
+                }
+            }
+        }
+        for hook in all_topics.iter() {
+            filters[hook.index()] = None;
+        }
+        Registration { version, hooks, filters, unknown, invalid_filters }
+    }
+
+    /// True if the provider registered `hook` and, for `message.*` hooks, one of its filters
+    /// matches `topic`.
+    pub fn wants(&self, hook: Hook, topic: Option<&str>) -> bool {
+        if !self.hooks.contains(hook) {
+            return false;
+        }
+        match (&self.filters[hook.index()], topic) {
+            (Some(set), Some(t)) => set.matches(t),
+            _ => true,
+        }
+    }
+
+    /// The topic filters of a `message.*` hook (`None` = all topics).
+    pub fn filters(&self, hook: Hook) -> Option<&FilterSet> {
+        self.filters[hook.index()].as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exhook_proto::model::HookSpec;
+
+    fn spec(name: &str, topics: &[&str]) -> HookSpec {
+        HookSpec { name: name.into(), topics: topics.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn reads_hooks_filters_and_aliases() {
+        let r = Registration::from_response(
+            Version::V1,
+            &LoadedResponse {
+                hooks: vec![
+                    spec("client.check_acl", &[]),
+                    spec("message.publish", &["a/#", "b/+"]),
+                    spec("message.delivered", &["x"]),
+                    spec("message.delivered", &[]),
+                    spec("client.connect", &["ignored/for/non-message/hooks"]),
+                    spec("", &[]),
+                    spec("client.bogus", &[]),
+                    spec("message.acked", &["bad/#/filter"]),
+                ],
+            },
+        );
+        assert!(r.hooks.contains(Hook::ClientAuthorize));
+        assert!(r.wants(Hook::MessagePublish, Some("a/b/c")));
+        assert!(r.wants(Hook::MessagePublish, Some("b/1")));
+        assert!(!r.wants(Hook::MessagePublish, Some("c")));
+        assert!(r.wants(Hook::MessageDelivered, Some("anything")), "an empty topic list means all topics");
+        assert!(r.wants(Hook::ClientConnect, None));
+        assert!(!r.wants(Hook::SessionCreated, None));
+        assert!(!r.wants(Hook::MessageAcked, Some("bad/x/filter")));
+        assert_eq!(r.unknown, vec!["client.bogus".to_string()]);
+        assert_eq!(r.invalid_filters, vec!["bad/#/filter".to_string()]);
+    }
+}
