@@ -1,0 +1,501 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use exhook_hooks::{Hook, HookKind, Version};
+use exhook_proto::model::{HookSpec, LoadedResponse, ValuedResponse, valued_response::ResponsedType};
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tonic::{Request, Response, Status};
+
+/// One call a [`SimProvider`] received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The RPC.
+    pub hook: Hook,
+    /// The package it arrived in.
+    pub version: Version,
+    /// The request as received (the package's encoding; for every RPC but v1's
+    /// `OnProviderLoaded` this decodes as the internal model too).
+    pub body: Bytes,
+    /// The `grpc-timeout` it carried.
+    pub grpc_timeout: Option<Duration>,
+    /// When it arrived.
+    pub received: Instant,
+}
+
+impl Call {
+    /// Decodes the request as `R` (a model type, or a type of the call's package).
+    pub fn request<R: prost::Message + Default>(&self) -> R {
+        R::decode(self.body.clone()).unwrap_or_default()
+    }
+}
+
+/// How a [`SimProvider`] answers a call.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// What a permissive provider does: register the configured hooks, IGNORE valued hooks,
+    /// acknowledge notifications.
+    Default,
+    /// A `ValuedResponse`.
+    Valued(ValuedResponse),
+    /// A `LoadedResponse`.
+    Loaded(LoadedResponse),
+    /// `EmptySuccess`.
+    Empty,
+    /// A gRPC error status.
+    Status(Status),
+    /// The reply, after a delay.
+    After(Duration, Box<Reply>),
+}
+
+impl Reply {
+    /// `ValuedResponse` of `kind` with a bool value.
+    pub fn bool(kind: ResponsedType, value: bool) -> Reply {
+        Reply::Valued(ValuedResponse {
+            r#type: kind as i32,
+            value: Some(exhook_proto::model::valued_response::Value::BoolResult(value)),
+        })
+    }
+
+    /// `ValuedResponse` of `kind` with a message value.
+    pub fn message(kind: ResponsedType, message: exhook_proto::model::Message) -> Reply {
+        Reply::Valued(ValuedResponse {
+            r#type: kind as i32,
+            value: Some(exhook_proto::model::valued_response::Value::Message(message)),
+        })
+    }
+
+    /// `IGNORE` without a value.
+    pub fn ignore() -> Reply {
+        Reply::Valued(ValuedResponse { r#type: ResponsedType::Ignore as i32, value: None })
+    }
+
+    /// This reply after `delay`.
+    pub fn after(self, delay: Duration) -> Reply {
+        Reply::After(delay, Box::new(self))
+    }
+}
+
+/// Decides the reply to each call.
+pub type Script = Arc<dyn Fn(&Call) -> Reply + Send + Sync>;
+
+struct Inner {
+    version: Version,
+    loaded: LoadedResponse,
+    script: RwLock<Script>,
+    record: bool,
+    calls: Mutex<Vec<Call>>,
+    count: AtomicU64,
+    changed: watch::Sender<u64>,
+}
+
+impl Inner {
+    async fn handle<Q, A>(&self, hook: Hook, request: Request<Q>) -> Result<Response<A>, Status>
+    where
+        Q: prost::Message,
+        A: prost::Message + Default,
+    {
+        let grpc_timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_timeout);
+        let call = Call {
+            hook,
+            version: self.version,
+            body: request.get_ref().encode_to_vec().into(),
+            grpc_timeout,
+            received: Instant::now(),
+        };
+        let script = self.script.read().map(|s| Arc::clone(&s)).unwrap_or_else(|e| Arc::clone(&e.into_inner()));
+        let mut reply = script(&call);
+        if self.record {
+            self.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
+        }
+        let n = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changed.send_replace(n);
+        loop {
+            let encoded: Vec<u8> = match reply {
+                Reply::After(d, r) => {
+                    tokio::time::sleep(d).await;
+                    reply = *r;
+                    continue;
+                }
+                Reply::Status(s) => return Err(s),
+                Reply::Default => match hook.kind() {
+                    HookKind::Lifecycle if hook == Hook::ProviderLoaded => self.loaded.encode_to_vec(),
+                    HookKind::Valued => {
+                        ValuedResponse { r#type: ResponsedType::Ignore as i32, value: None }.encode_to_vec()
+                    }
+                    _ => Vec::new(),
+                },
+                Reply::Valued(v) => v.encode_to_vec(),
+                Reply::Loaded(l) => l.encode_to_vec(),
+                Reply::Empty => Vec::new(),
+            };
+            // The model and every package share the wire layout of these responses.
+            return A::decode(encoded.as_slice())
+                .map(Response::new)
+                .map_err(|e| Status::internal(format!("sim provider reply: {e}")));
+        }
+    }
+}
+
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+macro_rules! serve_package {
+    ($pkg:ident, $server:ident, $authz:ident($authz_req:ident), $takeover:ident($takeover_req:ident)) => {
+        struct $server(Arc<Inner>);
+
+        #[async_trait::async_trait]
+        impl exhook_proto::$pkg::hook_provider_server::HookProvider for $server {
+            async fn on_provider_loaded(
+                &self,
+                r: Request<exhook_proto::$pkg::ProviderLoadedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::LoadedResponse>, Status> {
+                self.0.handle(Hook::ProviderLoaded, r).await
+            }
+            async fn on_provider_unloaded(
+                &self,
+                r: Request<exhook_proto::$pkg::ProviderUnloadedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ProviderUnloaded, r).await
+            }
+            async fn on_client_connect(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientConnectRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ClientConnect, r).await
+            }
+            async fn on_client_connack(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientConnackRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ClientConnack, r).await
+            }
+            async fn on_client_connected(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientConnectedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ClientConnected, r).await
+            }
+            async fn on_client_disconnected(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientDisconnectedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ClientDisconnected, r).await
+            }
+            async fn on_client_authenticate(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientAuthenticateRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::ValuedResponse>, Status> {
+                self.0.handle(Hook::ClientAuthenticate, r).await
+            }
+            async fn $authz(
+                &self,
+                r: Request<exhook_proto::$pkg::$authz_req>,
+            ) -> Result<Response<exhook_proto::$pkg::ValuedResponse>, Status> {
+                self.0.handle(Hook::ClientAuthorize, r).await
+            }
+            async fn on_client_subscribe(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientSubscribeRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ClientSubscribe, r).await
+            }
+            async fn on_client_unsubscribe(
+                &self,
+                r: Request<exhook_proto::$pkg::ClientUnsubscribeRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::ClientUnsubscribe, r).await
+            }
+            async fn on_session_created(
+                &self,
+                r: Request<exhook_proto::$pkg::SessionCreatedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionCreated, r).await
+            }
+            async fn on_session_subscribed(
+                &self,
+                r: Request<exhook_proto::$pkg::SessionSubscribedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionSubscribed, r).await
+            }
+            async fn on_session_unsubscribed(
+                &self,
+                r: Request<exhook_proto::$pkg::SessionUnsubscribedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionUnsubscribed, r).await
+            }
+            async fn on_session_resumed(
+                &self,
+                r: Request<exhook_proto::$pkg::SessionResumedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionResumed, r).await
+            }
+            async fn on_session_discarded(
+                &self,
+                r: Request<exhook_proto::$pkg::SessionDiscardedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionDiscarded, r).await
+            }
+            async fn $takeover(
+                &self,
+                r: Request<exhook_proto::$pkg::$takeover_req>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionTakenover, r).await
+            }
+            async fn on_session_terminated(
+                &self,
+                r: Request<exhook_proto::$pkg::SessionTerminatedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::SessionTerminated, r).await
+            }
+            async fn on_message_publish(
+                &self,
+                r: Request<exhook_proto::$pkg::MessagePublishRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::ValuedResponse>, Status> {
+                self.0.handle(Hook::MessagePublish, r).await
+            }
+            async fn on_message_delivered(
+                &self,
+                r: Request<exhook_proto::$pkg::MessageDeliveredRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::MessageDelivered, r).await
+            }
+            async fn on_message_dropped(
+                &self,
+                r: Request<exhook_proto::$pkg::MessageDroppedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::MessageDropped, r).await
+            }
+            async fn on_message_acked(
+                &self,
+                r: Request<exhook_proto::$pkg::MessageAckedRequest>,
+            ) -> Result<Response<exhook_proto::$pkg::EmptySuccess>, Status> {
+                self.0.handle(Hook::MessageAcked, r).await
+            }
+        }
+    };
+}
+
+serve_package!(
+    v1,
+    ServerV1,
+    on_client_check_acl(ClientCheckAclRequest),
+    on_session_takeovered(SessionTakeoveredRequest)
+);
+serve_package!(
+    v2,
+    ServerV2,
+    on_client_authorize(ClientAuthorizeRequest),
+    on_session_takenover(SessionTakenoverRequest)
+);
+serve_package!(
+    v3,
+    ServerV3,
+    on_client_authorize(ClientAuthorizeRequest),
+    on_session_takenover(SessionTakenoverRequest)
+);
+
+/// Configures a [`SimProvider`].
+pub struct SimProviderBuilder {
+    version: Version,
+    hooks: Vec<HookSpec>,
+    script: Script,
+    record: bool,
+}
+
+impl SimProviderBuilder {
+    /// Registers a hook (name as the provider's EMQX line spells it) for all topics.
+    pub fn hook(mut self, name: &str) -> Self {
+        self.hooks.push(HookSpec { name: name.to_owned(), topics: Vec::new() });
+        self
+    }
+
+    /// Registers several hooks for all topics.
+    pub fn hooks(mut self, names: &[&str]) -> Self {
+        for n in names {
+            self = self.hook(n);
+        }
+        self
+    }
+
+    /// Registers a hook with topic filters.
+    pub fn hook_topics(mut self, name: &str, topics: &[&str]) -> Self {
+        self.hooks.push(HookSpec { name: name.to_owned(), topics: topics.iter().map(|s| s.to_string()).collect() });
+        self
+    }
+
+    /// Registers every hookpoint of its package, for all topics.
+    pub fn all_hooks(mut self) -> Self {
+        for h in Hook::hookpoints() {
+            if let Some(name) = h.hookpoint(self.version) {
+                self = self.hook(name);
+            }
+        }
+        self
+    }
+
+    /// How to answer calls.
+    pub fn script(mut self, script: impl Fn(&Call) -> Reply + Send + Sync + 'static) -> Self {
+        self.script = Arc::new(script);
+        self
+    }
+
+    /// Whether to keep every call (default true; benchmarks turn it off).
+    pub fn record(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// Starts serving on a fresh loopback port.
+    pub async fn start(self) -> std::io::Result<SimProvider> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let (changed, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            version: self.version,
+            loaded: LoadedResponse { hooks: self.hooks },
+            script: RwLock::new(self.script),
+            record: self.record,
+            calls: Mutex::new(Vec::new()),
+            count: AtomicU64::new(0),
+            changed,
+        });
+        let addr = listener.local_addr()?;
+        let provider = SimProvider { addr, inner, shutdown: Mutex::new(None) };
+        provider.serve(listener);
+        Ok(provider)
+    }
+}
+
+/// A running provider on loopback. Stops serving when dropped.
+pub struct SimProvider {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl SimProvider {
+    /// A provider of `version`'s package that registers nothing until told.
+    pub fn builder(version: Version) -> SimProviderBuilder {
+        SimProviderBuilder { version, hooks: Vec::new(), script: Arc::new(|_| Reply::Default), record: true }
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (tx, rx) = oneshot::channel::<()>();
+        *self.shutdown.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let inner = Arc::clone(&self.inner);
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        let router =
+            match self.inner.version {
+                Version::V1 => builder
+                    .add_service(exhook_proto::v1::hook_provider_server::HookProviderServer::new(ServerV1(inner))),
+                Version::V2 => builder
+                    .add_service(exhook_proto::v2::hook_provider_server::HookProviderServer::new(ServerV2(inner))),
+                Version::V3 => builder
+                    .add_service(exhook_proto::v3::hook_provider_server::HookProviderServer::new(ServerV3(inner))),
+            };
+        tokio::spawn(async move {
+            let _ = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: the port refuses connections and open connections are closed.
+    pub fn stop(&self) {
+        if let Some(tx) = self.shutdown.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Serves again on the same port (after [`SimProvider::stop`]).
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop();
+        // The old listener is closed once its server task has seen the shutdown; retry the
+        // bind briefly until the port is free again.
+        let mut last = None;
+        for _ in 0..200 {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    self.serve(l);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
+    }
+
+    /// Replaces the script.
+    pub fn set_script(&self, script: impl Fn(&Call) -> Reply + Send + Sync + 'static) {
+        *self.inner.script.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(script);
+    }
+
+    /// Every call received so far, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The calls of one hook.
+    pub fn calls_of(&self, hook: Hook) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.hook == hook).collect()
+    }
+
+    /// How many calls arrived (also when not recording).
+    pub fn count(&self) -> u64 {
+        self.inner.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until `n` calls of `hook` have arrived (or `timeout` passes) and returns the
+    /// calls of that hook so far.
+    pub async fn wait_for(&self, hook: Hook, n: usize, timeout: Duration) -> Vec<Call> {
+        let mut rx = self.inner.changed.subscribe();
+        let _ = tokio::time::timeout(timeout, async {
+            loop {
+                if self.calls_of(hook).len() >= n {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        self.calls_of(hook)
+    }
+}
+
+impl Drop for SimProvider {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
