@@ -11,4 +11,4 @@ mod client;
 mod provider;
 
 pub use client::EmqxClient;
-pub use provider::{Call, Reply, Script, SimProvider, SimProviderBuilder};
+pub use provider::{Call, Reply, Script, SimProvider, SimProviderBuilder, notifications, valued};

@@ -499,3 +499,18 @@ impl Drop for SimProvider {
         self.stop();
     }
 }
+
+/// Wraps a script so it only decides the valued hooks (authenticate, authorize, publish);
+/// every other call gets [`Reply::Default`] (so `OnProviderLoaded` still registers hooks).
+pub fn valued(
+    script: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
+    move |call: &Call| if call.hook.kind() == HookKind::Valued { script(call) } else { Reply::Default }
+}
+
+/// Wraps a script so it only decides the notification hooks.
+pub fn notifications(
+    script: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
+    move |call: &Call| if call.hook.kind() == HookKind::Notify { script(call) } else { Reply::Default }
+}

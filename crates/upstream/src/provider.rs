@@ -101,6 +101,8 @@ pub struct Provider {
     /// The broker info to load with when retrying in the background.
     last_loaded_request: ArcSwapOption<ProviderLoadedRequest>,
     loading: AtomicBool,
+    /// Bumped on every successful load: a readiness signal for the status API and tests.
+    loads: tokio::sync::watch::Sender<u64>,
     /// Counters.
     pub stats: ProviderStats,
     queues: NotifyQueues,
@@ -132,6 +134,7 @@ impl Provider {
             registration: ArcSwapOption::empty(),
             last_loaded_request: ArcSwapOption::empty(),
             loading: AtomicBool::new(false),
+            loads: tokio::sync::watch::Sender::new(0),
             stats: ProviderStats::default(),
         });
         Ok(provider)
@@ -159,6 +162,18 @@ impl Provider {
     /// Its registration from the last successful load (`None` if never loaded).
     pub fn registration(&self) -> Option<Arc<Registration>> {
         self.registration.load_full()
+    }
+
+    /// How many times it has been loaded successfully.
+    pub fn load_count(&self) -> u64 {
+        *self.loads.borrow()
+    }
+
+    /// Waits until it has been loaded successfully more than `after` times (pass
+    /// [`Provider::load_count`] from before an event to wait for a reload).
+    pub async fn wait_loaded(&self, after: u64) {
+        let mut rx = self.loads.subscribe();
+        let _ = rx.wait_for(|n| *n > after).await;
     }
 
     /// The notification queues.
@@ -232,6 +247,7 @@ impl Provider {
                     }
                     self.version.store(version as u8, Ordering::Release);
                     self.registration.store(Some(registration.clone()));
+                    self.loads.send_modify(|n| *n += 1);
                     let before = self.state.swap(ProviderState::Loaded as u8, Ordering::AcqRel);
                     if before != ProviderState::Loaded as u8 {
                         tracing::info!(provider = %self.name(), %version, hooks = ?registration.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(), "provider loaded");

@@ -1,0 +1,159 @@
+//! Shared harness for the gateway's integration tests: a real gateway on a loopback port,
+//! real providers (exhook-sim, generated tonic servers), a client playing EMQX.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exhook_config::Config;
+use exhook_hooks::Version;
+use exhook_proto::model;
+use exhook_server::{Gateway, NoopObserver, Observer};
+use exhook_sim::EmqxClient;
+use tokio::sync::oneshot;
+
+/// A gateway serving on a loopback port; stops when dropped.
+pub struct TestGateway {
+    pub gateway: Gateway,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from TOML (`[server] listen` is ignored: a fresh port is used).
+    pub async fn start(toml: &str) -> TestGateway {
+        Self::start_observed(toml, Arc::new(NoopObserver)).await
+    }
+
+    /// Same, with an observer.
+    pub async fn start_observed(toml: &str, observer: Arc<dyn Observer>) -> TestGateway {
+        let config = Config::parse(toml, Path::new("<test>")).expect("test config must be valid");
+        let gateway = Gateway::new(config, observer).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let g = gateway.clone();
+        tokio::spawn(async move {
+            let _ = g
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestGateway { gateway, addr, stop: Some(tx) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client playing EMQX of `version`'s line.
+    pub async fn emqx(&self, version: Version) -> EmqxClient {
+        EmqxClient::connect(&self.url(), version).await.expect("connect to gateway")
+    }
+
+    /// Connects as EMQX and sends OnProviderLoaded, as EMQX does on start.
+    pub async fn loaded_emqx(&self, version: Version) -> (EmqxClient, model::LoadedResponse) {
+        let c = self.emqx(version).await;
+        let r = c.loaded(&loaded_request(version, "emqxcl")).await.expect("OnProviderLoaded");
+        (c, r)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn meta(version: Version, cluster: &str) -> Option<model::RequestMeta> {
+    let v = match version {
+        Version::V1 => "4.4.19",
+        Version::V2 => "5.8.9",
+        Version::V3 => "5.10.4",
+    };
+    Some(model::RequestMeta {
+        node: "emqx@127.0.0.1".into(),
+        version: v.into(),
+        sysdescr: "EMQX".into(),
+        cluster_name: cluster.into(),
+    })
+}
+
+pub fn loaded_request(version: Version, cluster: &str) -> model::ProviderLoadedRequest {
+    model::ProviderLoadedRequest {
+        broker: Some(model::BrokerInfo {
+            version: "5.10.4".into(),
+            sysdescr: "EMQX".into(),
+            uptime: 3_723_000,
+            datetime: "2026-11-22T03:29:11.797134876+00:00".into(),
+        }),
+        meta: meta(version, cluster),
+    }
+}
+
+pub fn client_info(clientid: &str) -> Option<model::ClientInfo> {
+    Some(model::ClientInfo {
+        node: "emqx@127.0.0.1".into(),
+        clientid: clientid.into(),
+        username: "alice".into(),
+        password: "s3cret".into(),
+        peerhost: "127.0.0.1".into(),
+        peerport: 50000,
+        sockport: 1883,
+        protocol: "mqtt".into(),
+        anonymous: false,
+        ..Default::default()
+    })
+}
+
+pub fn authn(clientid: &str, result: bool, version: Version) -> model::ClientAuthenticateRequest {
+    model::ClientAuthenticateRequest { clientinfo: client_info(clientid), result, meta: meta(version, "emqxcl") }
+}
+
+pub fn message(topic: &str, payload: &str) -> model::Message {
+    model::Message {
+        node: "emqx@127.0.0.1".into(),
+        id: "0005F1A2B3C4D5E6F7000000000001".into(),
+        qos: 1,
+        from: "pub-1".into(),
+        topic: topic.into(),
+        payload: payload.as_bytes().to_vec().into(),
+        timestamp: 1_795_318_150_087,
+        headers: [("username".to_string(), "alice".to_string())].into_iter().collect(),
+    }
+}
+
+pub fn publish(topic: &str, payload: &str, version: Version) -> model::MessagePublishRequest {
+    model::MessagePublishRequest {
+        message: Some(message(topic, payload)),
+        meta: meta(version, "emqxcl"),
+        ..Default::default()
+    }
+}
+
+/// `[[providers]]` entry.
+pub fn provider(name: &str, url: &str, protocol: &str, timeout: &str, failed_action: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"{name}\"\nurl = \"{url}\"\nprotocol = \"{protocol}\"\ntimeout = \"{timeout}\"\nfailed_action = \"{failed_action}\"\n"
+    )
+}
+
+/// Waits until every provider of the gateway is loaded (they load in the background).
+pub async fn wait_loaded(gw: &TestGateway) {
+    gw.gateway.start_loading();
+    let all = futures_all(gw.gateway.providers().iter().map(|p| p.wait_loaded(0)));
+    tokio::time::timeout(Duration::from_secs(10), all).await.expect("providers did not load");
+}
+
+pub const ALL_VERSIONS: [Version; 3] = [Version::V1, Version::V2, Version::V3];
+
+async fn futures_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item = F>) {
+    for f in fs {
+        f.await;
+    }
+}
