@@ -104,7 +104,7 @@ impl<R: ValuedRequest> Fold<R> {
         else {
             return (Flow::Next, StepOutcome::Ignore);
         };
-        if self.acc.apply_value(value).is_err() {
+        if !self.acc.apply_value(value) {
             return (Flow::Next, StepOutcome::Ignore);
         }
         if kind == ResponsedType::StopAndReturn {

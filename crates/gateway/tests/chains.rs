@@ -228,8 +228,7 @@ async fn provider_that_dies_after_loading_applies_failed_action() {
     let gw = TestGateway::start(&toml).await;
     let (emqx, _) = gw.loaded_emqx(Version::V2).await;
     assert_eq!(emqx.valued(&authn("c", true, Version::V2)).await.unwrap(), bool_answer(ResponsedType::Continue, true));
-    gone.stop();
-    drop(gone);
+    gone.stopped().await;
     let started = Instant::now();
     let r = emqx.valued(&authn("c", true, Version::V2)).await.unwrap();
     assert_eq!(r, bool_answer(ResponsedType::StopAndReturn, false), "deny on transport failure");

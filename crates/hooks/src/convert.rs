@@ -67,12 +67,10 @@ const SHARE_PREFIX: &str = "$share/";
 /// 4.x (and 5.0–5.3) send a shared subscription as the bare topic plus `SubOpts.share`;
 /// 5.4+ send the full `$share/<group>/<topic>`.
 pub(crate) fn normalize_shared_topic(topic: &mut String, subopts: &mut Option<SubOpts>, _from: Version) {
-    if let Some(s) = subopts {
-        if !s.share.is_empty() {
-            let group = std::mem::take(&mut s.share);
-            if !topic.starts_with(SHARE_PREFIX) {
-                *topic = format!("{SHARE_PREFIX}{group}/{topic}");
-            }
+    if let Some(s) = subopts.as_mut().filter(|s| !s.share.is_empty()) {
+        let group = std::mem::take(&mut s.share);
+        if !topic.starts_with(SHARE_PREFIX) {
+            *topic = format!("{SHARE_PREFIX}{group}/{topic}");
         }
     }
 }

@@ -34,9 +34,9 @@ pub trait HookRequest: prost::Message + Default + Clone + Send + Sync + 'static 
 /// (`client.check_acl`) and `message.publish`. The request itself is the accumulator, as in
 /// EMQX: the next provider sees the value folded so far.
 pub trait ValuedRequest: HookRequest {
-    /// Applies a provider's CONTINUE/STOP_AND_RETURN value. A value of the wrong kind is handed
-    /// back unchanged (EMQX logs it and treats the answer as IGNORE).
-    fn apply_value(&mut self, value: Value) -> Result<(), Value>;
+    /// Applies a provider's CONTINUE/STOP_AND_RETURN value; `false` (and nothing changed) for
+    /// a value of the wrong kind (EMQX logs it and treats the answer as IGNORE).
+    fn apply_value(&mut self, value: Value) -> bool;
 
     /// The value to answer EMQX with: the folded bool, or the complete folded Message.
     fn answer(&self) -> Value;
@@ -192,13 +192,13 @@ requests! {
 macro_rules! bool_valued {
     ($($ty:ident),*) => {$(
         impl ValuedRequest for model::$ty {
-            fn apply_value(&mut self, value: Value) -> Result<(), Value> {
+            fn apply_value(&mut self, value: Value) -> bool {
                 match value {
                     Value::BoolResult(b) => {
                         self.result = b;
-                        Ok(())
+                        true
                     }
-                    other => Err(other),
+                    Value::Message(_) => false,
                 }
             }
 
@@ -216,14 +216,14 @@ macro_rules! bool_valued {
 bool_valued!(ClientAuthenticateRequest, ClientAuthorizeRequest);
 
 impl ValuedRequest for model::MessagePublishRequest {
-    fn apply_value(&mut self, value: Value) -> Result<(), Value> {
+    fn apply_value(&mut self, value: Value) -> bool {
         match value {
             // Taken verbatim, as EMQX's merge does: the next provider sees it as returned.
             Value::Message(m) => {
                 self.message = Some(m);
-                Ok(())
+                true
             }
-            other => Err(other),
+            Value::BoolResult(_) => false,
         }
     }
 
@@ -317,17 +317,17 @@ mod tests {
     #[test]
     fn merge_rules() {
         let mut a = model::ClientAuthenticateRequest { result: true, ..Default::default() };
-        assert!(a.apply_value(Value::BoolResult(false)).is_ok());
+        assert!(a.apply_value(Value::BoolResult(false)));
         assert!(!a.result);
-        assert!(a.apply_value(Value::Message(Message::default())).is_err());
+        assert!(!a.apply_value(Value::Message(Message::default())));
         assert_eq!(a.deny(), Value::BoolResult(false));
 
         let m = Message { topic: "x".into(), ..Default::default() };
         let mut p = model::MessagePublishRequest { message: Some(m.clone()), ..Default::default() };
-        assert!(p.apply_value(Value::BoolResult(true)).is_err());
+        assert!(!p.apply_value(Value::BoolResult(true)));
         assert_eq!(p.deny(), Value::Message(m));
         let n = Message { topic: "y".into(), ..Default::default() };
-        p.apply_value(Value::Message(n.clone())).unwrap();
+        assert!(p.apply_value(Value::Message(n.clone())));
         assert_eq!(p.answer(), Value::Message(n));
     }
 }

@@ -18,8 +18,9 @@ pub struct Call {
     pub hook: Hook,
     /// The package it arrived in.
     pub version: Version,
-    /// The request as received (the package's encoding; for every RPC but v1's
-    /// `OnProviderLoaded` this decodes as the internal model too).
+    /// The request exactly as it came off the wire (the package's encoding; for every RPC but
+    /// v1's `OnProviderLoaded` this decodes as the internal model too). Fields the provider's
+    /// package does not define are still here, so tests can see what the gateway really sent.
     pub body: Bytes,
     /// The `grpc-timeout` it carried.
     pub grpc_timeout: Option<Duration>,
@@ -100,13 +101,11 @@ impl Inner {
         A: prost::Message + Default,
     {
         let grpc_timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_timeout);
-        let call = Call {
-            hook,
-            version: self.version,
-            body: request.get_ref().encode_to_vec().into(),
-            grpc_timeout,
-            received: Instant::now(),
+        let body = match request.extensions().get::<WireBytes>() {
+            Some(WireBytes(b)) => b.clone(),
+            None => request.get_ref().encode_to_vec().into(),
         };
+        let call = Call { hook, version: self.version, body, grpc_timeout, received: Instant::now() };
         let script = self.script.read().map(|s| Arc::clone(&s)).unwrap_or_else(|e| Arc::clone(&e.into_inner()));
         let mut reply = script(&call);
         if self.record {
@@ -291,6 +290,20 @@ macro_rules! serve_package {
     };
 }
 
+use exhook_proto::v1::hook_provider_server::HookProviderServer as V1Server;
+use exhook_proto::v2::hook_provider_server::HookProviderServer as V2Server;
+use exhook_proto::v3::hook_provider_server::HookProviderServer as V3Server;
+
+fn v1_server(s: ServerV1) -> V1Server<ServerV1> {
+    V1Server::new(s)
+}
+fn v2_server(s: ServerV2) -> V2Server<ServerV2> {
+    V2Server::new(s)
+}
+fn v3_server(s: ServerV3) -> V3Server<ServerV3> {
+    V3Server::new(s)
+}
+
 serve_package!(
     v1,
     ServerV1,
@@ -375,7 +388,7 @@ impl SimProviderBuilder {
             changed,
         });
         let addr = listener.local_addr()?;
-        let provider = SimProvider { addr, inner, shutdown: Mutex::new(None) };
+        let provider = SimProvider { addr, inner, shutdown: Mutex::new(None), task: Mutex::new(None) };
         provider.serve(listener);
         Ok(provider)
     }
@@ -386,6 +399,7 @@ pub struct SimProvider {
     addr: SocketAddr,
     inner: Arc<Inner>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl SimProvider {
@@ -396,26 +410,23 @@ impl SimProvider {
 
     fn serve(&self, listener: TcpListener) {
         let (tx, rx) = oneshot::channel::<()>();
-        *self.shutdown.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let inner = Arc::clone(&self.inner);
         let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-        let router =
-            match self.inner.version {
-                Version::V1 => builder
-                    .add_service(exhook_proto::v1::hook_provider_server::HookProviderServer::new(ServerV1(inner))),
-                Version::V2 => builder
-                    .add_service(exhook_proto::v2::hook_provider_server::HookProviderServer::new(ServerV2(inner))),
-                Version::V3 => builder
-                    .add_service(exhook_proto::v3::hook_provider_server::HookProviderServer::new(ServerV3(inner))),
-            };
-        tokio::spawn(async move {
+        let router = match self.inner.version {
+            Version::V1 => builder.add_service(WireCapture(v1_server(ServerV1(inner)))),
+            Version::V2 => builder.add_service(WireCapture(v2_server(ServerV2(inner)))),
+            Version::V3 => builder.add_service(WireCapture(v3_server(ServerV3(inner)))),
+        };
+        let task = tokio::spawn(async move {
             let _ = router
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = rx.await;
                 })
                 .await;
         });
+        *self.shutdown.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -428,31 +439,29 @@ impl SimProvider {
         self.addr
     }
 
-    /// Stops serving: the port refuses connections and open connections are closed.
+    /// Starts stopping: the port stops accepting and open connections are told to go away
+    /// (HTTP/2 GOAWAY; calls in flight may still finish). See [`SimProvider::stopped`].
     pub fn stop(&self) {
         if let Some(tx) = self.shutdown.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = tx.send(());
         }
     }
 
+    /// Stops and waits until every connection is closed: afterwards calls to it fail.
+    pub async fn stopped(&self) {
+        self.stop();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
     /// Serves again on the same port (after [`SimProvider::stop`]).
     pub async fn restart(&self) -> std::io::Result<()> {
-        self.stop();
-        // The old listener is closed once its server task has seen the shutdown; retry the
-        // bind briefly until the port is free again.
-        let mut last = None;
-        for _ in 0..200 {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => {
-                    self.serve(l);
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
+        self.stopped().await;
+        let listener = TcpListener::bind(self.addr).await?;
+        self.serve(listener);
+        Ok(())
     }
 
     /// Replaces the script.
@@ -513,4 +522,58 @@ pub fn notifications(
     script: impl Fn(&Call) -> Reply + Send + Sync + 'static,
 ) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
     move |call: &Call| if call.hook.kind() == HookKind::Notify { script(call) } else { Reply::Default }
+}
+
+/// The request message's bytes as received, before the generated server decoded them.
+#[derive(Debug, Clone)]
+struct WireBytes(Bytes);
+
+/// Wraps a generated server: reads the whole (unary) request body, keeps the message bytes in a
+/// request extension, and hands the server an identical body.
+#[derive(Clone)]
+struct WireCapture<S>(S);
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for WireCapture<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for WireCapture<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let mut inner = self.0.clone();
+        Box::pin(async move {
+            use http_body_util::BodyExt as _;
+            let (mut parts, body) = req.into_parts();
+            let framed = match body.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => return Ok(Status::internal(format!("reading request: {e}")).into_http()),
+            };
+            // gRPC framing: 1 byte compression flag, 4 bytes length, then the message.
+            if framed.len() >= 5 {
+                let len = u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]) as usize;
+                if framed.len() >= 5 + len {
+                    parts.extensions.insert(WireBytes(framed.slice(5..5 + len)));
+                }
+            }
+            let req = http::Request::from_parts(parts, tonic::body::Body::new(http_body_util::Full::new(framed)));
+            inner.call(req).await
+        })
+    }
 }
