@@ -62,6 +62,49 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The chain deadline when EMQX sends no `grpc-timeout`.
     pub default_deadline: Duration,
+    /// On SIGTERM: how long in-flight calls and queued notifications may take to finish.
+    pub drain_timeout: Duration,
+}
+
+/// The `[admin]` table: metrics, health, status API and page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Whether the admin listener runs.
+    pub enabled: bool,
+    /// Its address (loopback by default).
+    pub listen: SocketAddr,
+    /// A file holding a bearer token required by every endpoint but `/healthz`.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[providers.breaker]`: when a provider's circuit opens and how it recovers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    /// Open when failures / calls in the window reach this (0 < rate ≤ 1)…
+    pub failure_rate: f64,
+    /// …and at least this many calls were made in the window.
+    pub minimum_calls: u32,
+    /// The rolling window.
+    pub window: Duration,
+    /// Also open after this many failures in a row (0: never).
+    pub consecutive_failures: u32,
+    /// How long it stays open before probing.
+    pub open_duration: Duration,
+    /// Probe calls admitted while half-open; all must succeed to close.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            failure_rate: 0.5,
+            minimum_calls: 20,
+            window: Duration::from_secs(10),
+            consecutive_failures: 5,
+            open_duration: Duration::from_secs(5),
+            half_open_probes: 3,
+        }
+    }
 }
 
 /// One `[[providers]]` entry.
@@ -69,8 +112,8 @@ pub struct ServerConfig {
 pub struct ProviderConfig {
     /// Unique name, used in chains, logs and metrics.
     pub name: String,
-    /// `http://host:port` (h2c) of the provider's gRPC server.
-    pub url: String,
+    /// `http://host:port` (h2c) of each of the provider's replicas (`url` or `urls`).
+    pub urls: Vec<String>,
     /// The package it speaks; `None` for `auto` (probed newest first).
     pub protocol: Option<Version>,
     /// Per-call timeout (further bounded by the caller's deadline).
@@ -84,8 +127,20 @@ pub struct ProviderConfig {
     /// Number of notification queue shards (one delivery task each; a clientid always maps
     /// to the same shard, so its events stay in order).
     pub queue_shards: usize,
-    /// Connect timeout for the provider's HTTP/2 connection.
+    /// Connect timeout for the provider's HTTP/2 connections.
     pub connect_timeout: Duration,
+    /// HTTP/2 connections per replica; one clientid's calls always use the same one.
+    pub connections: usize,
+    /// Calls in flight at most; beyond it calls fail fast (`shed`) with `failed_action`.
+    pub max_inflight: usize,
+    /// How often each replica is probed (gRPC health check).
+    pub health_interval: Duration,
+    /// A replica failing this many calls in a row is ejected (not chosen) for `eject_for`.
+    pub eject_after: u32,
+    /// How long an ejected replica sits out.
+    pub eject_for: Duration,
+    /// The circuit breaker.
+    pub breaker: BreakerSettings,
 }
 
 /// A tenant: which EMQX clusters it serves and its routing table.
@@ -100,6 +155,9 @@ pub struct TenantConfig {
     pub providers: Vec<usize>,
     /// Hooks with an explicit chain.
     pub explicit: HookSet,
+    /// EMQX calls of this tenant in flight at most (`None`: unlimited); beyond it every
+    /// provider of the chain counts as shed (its `failed_action` applies).
+    pub max_inflight: Option<usize>,
     /// The resolved chain per hook (indexed by [`Hook::index`]): the explicit chain, or
     /// the tenant's providers.
     pub chains: Vec<Vec<usize>>,
@@ -121,6 +179,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// The default tenant (index 0, from `[chains]`) followed by `[[tenants]]`.
     pub tenants: Vec<TenantConfig>,
+    /// `[admin]`.
+    pub admin: AdminConfig,
 }
 
 impl Config {

@@ -16,6 +16,16 @@ pub(crate) struct RawConfig {
     pub chains: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -23,13 +33,15 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawServer {
     pub listen: Option<String>,
     pub default_deadline: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProvider {
     pub name: String,
-    pub url: String,
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
     pub protocol: Option<String>,
     pub timeout: Option<String>,
     pub failed_action: Option<String>,
@@ -37,6 +49,23 @@ pub(crate) struct RawProvider {
     pub queue_size: Option<i64>,
     pub queue_shards: Option<i64>,
     pub connect_timeout: Option<String>,
+    pub connections: Option<i64>,
+    pub max_inflight: Option<i64>,
+    pub health_interval: Option<String>,
+    pub eject_after: Option<i64>,
+    pub eject_for: Option<String>,
+    pub breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub failure_rate: Option<f64>,
+    pub minimum_calls: Option<i64>,
+    pub window: Option<String>,
+    pub consecutive_failures: Option<i64>,
+    pub open_duration: Option<String>,
+    pub half_open_probes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +75,7 @@ pub(crate) struct RawTenant {
     #[serde(default)]
     pub cluster_names: Vec<String>,
     pub providers: Option<Vec<String>>,
+    pub max_inflight: Option<i64>,
     #[serde(default)]
     pub chains: BTreeMap<String, Vec<String>>,
 }

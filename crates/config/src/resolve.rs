@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use exhook_hooks::{Hook, HookKind, HookSet, Version};
 
-use crate::raw::{RawConfig, RawProvider, RawTenant};
-use crate::{Config, FailedAction, NotifyMode, ProviderConfig, ServerConfig, TenantConfig};
+use crate::raw::{RawBreaker, RawConfig, RawProvider, RawTenant};
+use crate::{AdminConfig, BreakerSettings, Config, FailedAction, NotifyMode, ProviderConfig, ServerConfig, TenantConfig};
 
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
@@ -18,6 +18,15 @@ const DEFAULT_QUEUE_SIZE: usize = 1024;
 const DEFAULT_QUEUE_SHARDS: usize = 8;
 const MAX_QUEUE_SIZE: i64 = 1 << 20;
 const MAX_QUEUE_SHARDS: i64 = 256;
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9100";
+const DEFAULT_CONNECTIONS: usize = 2;
+const MAX_CONNECTIONS: i64 = 64;
+const DEFAULT_MAX_INFLIGHT: usize = 1024;
+const MAX_INFLIGHT: i64 = 1 << 20;
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_EJECT_AFTER: u32 = 5;
+const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
 
 struct Problems(Vec<String>);
 
@@ -79,7 +88,29 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
     if !valid_name(&r.name) {
         p.add(key("name"), format!("{:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]*$ (at most 256 bytes)", r.name));
     }
-    check_url(p, &key("url"), &r.url);
+    let urls: Vec<String> = match (&r.url, &r.urls) {
+        (Some(u), None) => vec![u.clone()],
+        (None, Some(us)) if !us.is_empty() => us.clone(),
+        (None, Some(_)) => {
+            p.add(key("urls"), "must list at least one URL");
+            Vec::new()
+        }
+        (None, None) => {
+            p.add(key("url"), "missing: set url (one endpoint) or urls (replicas)");
+            Vec::new()
+        }
+        (Some(_), Some(_)) => {
+            p.add(key("urls"), "set either url or urls, not both");
+            Vec::new()
+        }
+    };
+    for (j, u) in urls.iter().enumerate() {
+        let k = if r.urls.is_some() { key(&format!("urls[{j}]")) } else { key("url") };
+        check_url(p, &k, u);
+        if urls[..j].contains(u) {
+            p.add(k, format!("{u:?} is listed twice"));
+        }
+    }
     let protocol = match r.protocol.as_deref() {
         None | Some("auto") => None,
         Some(s) => match s.parse::<Version>() {
@@ -116,9 +147,12 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
     };
     let queue_size = bounded("queue_size", r.queue_size, MAX_QUEUE_SIZE, DEFAULT_QUEUE_SIZE);
     let queue_shards = bounded("queue_shards", r.queue_shards, MAX_QUEUE_SHARDS, DEFAULT_QUEUE_SHARDS);
+    let connections = bounded("connections", r.connections, MAX_CONNECTIONS, DEFAULT_CONNECTIONS);
+    let max_inflight = bounded("max_inflight", r.max_inflight, MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT);
+    let eject_after = bounded("eject_after", r.eject_after, 1_000_000, DEFAULT_EJECT_AFTER as usize) as u32;
     ProviderConfig {
         name: r.name.clone(),
-        url: r.url.clone(),
+        urls,
         protocol,
         timeout: duration(p, &key("timeout"), r.timeout.as_deref(), DEFAULT_TIMEOUT),
         failed_action,
@@ -126,6 +160,44 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
         queue_size,
         queue_shards,
         connect_timeout: duration(p, &key("connect_timeout"), r.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT),
+        connections,
+        max_inflight,
+        health_interval: duration(p, &key("health_interval"), r.health_interval.as_deref(), DEFAULT_HEALTH_INTERVAL),
+        eject_after,
+        eject_for: duration(p, &key("eject_for"), r.eject_for.as_deref(), DEFAULT_EJECT_FOR),
+        breaker: breaker(p, &key("breaker"), r.breaker.as_ref()),
+    }
+}
+
+fn breaker(p: &mut Problems, key: &str, raw: Option<&RawBreaker>) -> BreakerSettings {
+    let d = BreakerSettings::default();
+    let Some(r) = raw else { return d };
+    let failure_rate = match r.failure_rate {
+        None => d.failure_rate,
+        Some(x) if x > 0.0 && x <= 1.0 => x,
+        Some(x) => {
+            p.add(format!("{key}.failure_rate"), format!("{x} must be greater than 0 and at most 1"));
+            d.failure_rate
+        }
+    };
+    let mut count = |k: &str, v: Option<i64>, min: i64, default: u32| match v {
+        None => default,
+        Some(n) if (min..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            p.add(format!("{key}.{k}"), format!("{n} must be between {min} and 1000000"));
+            default
+        }
+    };
+    let minimum_calls = count("minimum_calls", r.minimum_calls, 1, d.minimum_calls);
+    let consecutive_failures = count("consecutive_failures", r.consecutive_failures, 0, d.consecutive_failures);
+    let half_open_probes = count("half_open_probes", r.half_open_probes, 1, d.half_open_probes);
+    BreakerSettings {
+        failure_rate,
+        minimum_calls,
+        window: duration(p, &format!("{key}.window"), r.window.as_deref(), d.window),
+        consecutive_failures,
+        open_duration: duration(p, &format!("{key}.open_duration"), r.open_duration.as_deref(), d.open_duration),
+        half_open_probes,
     }
 }
 
@@ -142,12 +214,14 @@ fn names_to_indices(p: &mut Problems, key: &str, names: &[String], index: &HashM
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tenant(
     p: &mut Problems,
     prefix: &str,
     name: &str,
     cluster_names: &[String],
     providers: Option<&[String]>,
+    max_inflight: Option<i64>,
     chains: &BTreeMap<String, Vec<String>>,
     index: &HashMap<&str, usize>,
 ) -> TenantConfig {
@@ -187,7 +261,15 @@ fn tenant(
             (_, None) => providers.clone(),
         })
         .collect();
-    TenantConfig { name: name.to_owned(), cluster_names: cluster_names.to_vec(), providers, explicit, chains }
+    let max_inflight = match max_inflight {
+        None => None,
+        Some(n) if (1..=MAX_INFLIGHT).contains(&n) => Some(n as usize),
+        Some(n) => {
+            p.add(format!("{prefix}max_inflight"), format!("{n} must be between 1 and {MAX_INFLIGHT}"));
+            None
+        }
+    };
+    TenantConfig { name: name.to_owned(), cluster_names: cluster_names.to_vec(), providers, explicit, max_inflight, chains }
 }
 
 pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
@@ -199,6 +281,24 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
     });
     let default_deadline =
         duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
+    let drain_timeout = duration(&mut p, "server.drain_timeout", raw.server.drain_timeout.as_deref(), DEFAULT_DRAIN_TIMEOUT);
+    let admin_text = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+    let admin_listen = admin_text.parse::<SocketAddr>().unwrap_or_else(|e| {
+        p.add("admin.listen", format!("{admin_text:?} is not an address:port ({e})"));
+        SocketAddr::from(([127, 0, 0, 1], 9100))
+    });
+    let admin = AdminConfig {
+        enabled: raw.admin.enabled.unwrap_or(true),
+        listen: admin_listen,
+        token_file: raw.admin.token_file.as_ref().map(std::path::PathBuf::from),
+    };
+    if let Some(t) = &admin.token_file {
+        match std::fs::read_to_string(t) {
+            Ok(s) if s.trim().is_empty() => p.add("admin.token_file", format!("{} is empty", t.display())),
+            Ok(_) => {}
+            Err(e) => p.add("admin.token_file", format!("cannot read {}: {e}", t.display())),
+        }
+    }
 
     let providers: Vec<ProviderConfig> =
         raw.providers.iter().enumerate().map(|(i, r)| provider(&mut p, i, r)).collect();
@@ -209,9 +309,9 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
         }
     }
 
-    let mut tenants = vec![tenant(&mut p, "", "default", &[], None, &raw.chains, &index)];
+    let mut tenants = vec![tenant(&mut p, "", "default", &[], None, None, &raw.chains, &index)];
     let mut cluster_owner: HashMap<&str, &str> = HashMap::new();
-    for (i, RawTenant { name, cluster_names, providers: tp, chains }) in raw.tenants.iter().enumerate() {
+    for (i, RawTenant { name, cluster_names, providers: tp, max_inflight, chains }) in raw.tenants.iter().enumerate() {
         let prefix = format!("tenants[{i}] ({name}).");
         if !valid_name(name) {
             p.add(format!("{prefix}name"), format!("{name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]*$"));
@@ -230,11 +330,11 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
                 p.add(format!("{prefix}cluster_names"), format!("{c:?} already selects tenant {other:?}"));
             }
         }
-        tenants.push(tenant(&mut p, &prefix, name, cluster_names, tp.as_deref(), chains, &index));
+        tenants.push(tenant(&mut p, &prefix, name, cluster_names, tp.as_deref(), *max_inflight, chains, &index));
     }
 
     if p.0.is_empty() {
-        Ok(Config { server: ServerConfig { listen, default_deadline }, providers, tenants })
+        Ok(Config { server: ServerConfig { listen, default_deadline, drain_timeout }, providers, tenants, admin })
     } else {
         Err(p.0)
     }

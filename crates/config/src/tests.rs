@@ -187,3 +187,98 @@ fn missing_file_is_named() {
     let e = Config::load(Path::new("/nonexistent/gw.toml")).unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/gw.toml: cannot read"), "{e}");
 }
+
+#[test]
+fn resilience_and_admin_keys() {
+    let text = r#"
+[server]
+drain_timeout = "3s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[providers]]
+name = "auth"
+urls = ["http://127.0.0.1:9001", "http://127.0.0.1:9002"]
+connections = 4
+max_inflight = 100
+health_interval = "1s"
+eject_after = 3
+eject_for = "2s"
+[providers.breaker]
+failure_rate = 0.25
+minimum_calls = 10
+window = "30s"
+consecutive_failures = 0
+open_duration = "1s"
+half_open_probes = 1
+
+[[tenants]]
+name = "t"
+cluster_names = ["c"]
+max_inflight = 50
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(3));
+    assert!(c.admin.enabled);
+    assert_eq!(c.admin.listen.port(), 0);
+    let p = &c.providers[0];
+    assert_eq!(p.urls.len(), 2);
+    assert_eq!((p.connections, p.max_inflight, p.eject_after), (4, 100, 3));
+    assert_eq!(p.breaker.failure_rate, 0.25);
+    assert_eq!(p.breaker.consecutive_failures, 0);
+    assert_eq!(p.breaker.window, Duration::from_secs(30));
+    assert_eq!(c.tenants[1].max_inflight, Some(50));
+    assert_eq!(c.tenants[0].max_inflight, None);
+    // Defaults.
+    let d = parse(TWO).unwrap();
+    assert_eq!(d.admin.listen.to_string(), "127.0.0.1:9100");
+    assert_eq!(d.providers[0].connections, 2);
+    assert_eq!(d.providers[0].breaker, BreakerSettings::default());
+}
+
+#[test]
+fn bad_resilience_values_are_named() {
+    let text = r#"
+[admin]
+listen = "everywhere"
+token_file = "/nonexistent/token"
+
+[[providers]]
+name = "a"
+url = "http://127.0.0.1:1"
+urls = ["http://127.0.0.1:2"]
+
+[[providers]]
+name = "b"
+urls = ["http://127.0.0.1:1", "http://127.0.0.1:1", "nope"]
+connections = 0
+[providers.breaker]
+failure_rate = 1.5
+half_open_probes = 0
+window = "0s"
+
+[[providers]]
+name = "c"
+urls = []
+
+[[providers]]
+name = "d"
+"#;
+    let all = problems(text).join("\n");
+    for needle in [
+        "admin.listen: \"everywhere\"",
+        "admin.token_file: cannot read /nonexistent/token",
+        "providers[0] (a).urls: set either url or urls, not both",
+        "providers[1] (b).urls[1]: \"http://127.0.0.1:1\" is listed twice",
+        "providers[1] (b).urls[2]: \"nope\"",
+        "providers[1] (b).connections: 0 must be between",
+        "providers[1] (b).breaker.failure_rate: 1.5",
+        "providers[1] (b).breaker.half_open_probes: 0",
+        "providers[1] (b).breaker.window: \"0s\" must be greater than zero",
+        "providers[2] (c).urls: must list at least one URL",
+        "providers[3] (d).url: missing",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}

@@ -2,17 +2,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use exhook_chain::{Fold, StepOutcome};
+use exhook_chain::{Ending, Fold, StepOutcome};
 use exhook_config::{Config, NotifyMode, TenantConfig};
-use exhook_hooks::{HookRequest, ValuedRequest, Version};
+use exhook_hooks::{Hook, HookRequest, ValuedRequest, Version};
+use exhook_metrics::{CallResult, DropReason, Handles, Outcome};
 use exhook_proto::model::{
     EmptySuccess, LoadedResponse, ProviderLoadedRequest, ProviderUnloadedRequest, RequestMeta, ValuedResponse,
+    valued_response::ResponsedType,
 };
 use exhook_upstream::queue::{EnqueueError, Notification};
-use exhook_upstream::{CallError, Provider};
+use exhook_upstream::{CallError, Provider, hash_key};
 use tokio::time::Instant;
 
 use crate::loaded::loaded_response;
@@ -22,104 +25,158 @@ use crate::observe::{CallEvent, Observer, StepEvent, StepResult};
 /// with the same bound, in the background.
 const UNLOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound of the background loader's retry backoff.
-const MAX_LOAD_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_LOAD_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Everything one EMQX call needs, shared by the three package services.
+/// One configuration's routing, providers and metric handles: the snapshot every EMQX call
+/// reads (swapped atomically on reload).
 pub(crate) struct Runtime {
     pub(crate) config: Config,
     pub(crate) providers: Vec<Arc<Provider>>,
     pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) metrics: Arc<Handles>,
     tenant_by_cluster: HashMap<String, usize>,
+    tenant_inflight: Vec<AtomicUsize>,
     /// The broker info providers are loaded with before any EMQX called OnProviderLoaded.
     pub(crate) own_broker: ProviderLoadedRequest,
 }
 
+/// Frees a tenant's in-flight slot.
+struct TenantSlot<'a>(&'a AtomicUsize);
+
+impl Drop for TenantSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn own_broker() -> ProviderLoadedRequest {
+    ProviderLoadedRequest {
+        broker: Some(exhook_proto::model::BrokerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            sysdescr: "exhook-gateway".to_owned(),
+            uptime: 0,
+            datetime: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        }),
+        meta: Some(RequestMeta {
+            node: "exhook-gateway".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            sysdescr: "exhook-gateway".to_owned(),
+            cluster_name: String::new(),
+        }),
+    }
+}
+
 impl Runtime {
-    pub(crate) fn new(config: Config, providers: Vec<Arc<Provider>>, observer: Arc<dyn Observer>) -> Runtime {
+    pub(crate) fn new(
+        config: Config,
+        providers: Vec<Arc<Provider>>,
+        observer: Arc<dyn Observer>,
+        metrics: Arc<Handles>,
+    ) -> Runtime {
         let mut tenant_by_cluster = HashMap::new();
         for (i, t) in config.tenants.iter().enumerate() {
             for c in &t.cluster_names {
                 tenant_by_cluster.insert(c.clone(), i);
             }
         }
-        let own_broker = ProviderLoadedRequest {
-            broker: Some(exhook_proto::model::BrokerInfo {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                sysdescr: "exhook-gateway".to_owned(),
-                uptime: 0,
-                datetime: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-            }),
-            meta: Some(RequestMeta {
-                node: "exhook-gateway".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                sysdescr: "exhook-gateway".to_owned(),
-                cluster_name: String::new(),
-            }),
-        };
-        Runtime { config, providers, observer, tenant_by_cluster, own_broker }
+        let tenant_inflight = config.tenants.iter().map(|_| AtomicUsize::new(0)).collect();
+        Runtime { config, providers, observer, metrics, tenant_by_cluster, tenant_inflight, own_broker: own_broker() }
     }
 
-    pub(crate) fn tenant(&self, meta: Option<&RequestMeta>) -> &TenantConfig {
+    /// The tenant (index and config) for a request's `RequestMeta.cluster_name`.
+    pub(crate) fn tenant(&self, meta: Option<&RequestMeta>) -> (usize, &TenantConfig) {
         let i = meta.and_then(|m| self.tenant_by_cluster.get(m.cluster_name.as_str())).copied().unwrap_or(0);
-        &self.config.tenants[i]
+        (i, &self.config.tenants[i])
     }
 
-    fn step(
-        &self,
-        tenant: &TenantConfig,
-        hook: exhook_hooks::Hook,
-        p: &Provider,
-        result: StepResult<'_>,
-        elapsed: Duration,
-    ) {
-        self.observer.step(&StepEvent { tenant: &tenant.name, hook, provider: p.name(), result, elapsed });
+    /// Takes one of the tenant's in-flight slots, or `None` if its `max_inflight` is reached.
+    fn admit(&self, t: usize) -> Option<TenantSlot<'_>> {
+        let counter = &self.tenant_inflight[t];
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let slot = TenantSlot(counter);
+        match self.config.tenants[t].max_inflight {
+            Some(max) if n >= max => None,
+            _ => Some(slot),
+        }
+    }
+
+    fn provider_name(&self, i: usize) -> &str {
+        &self.config.providers[i].name
+    }
+
+    /// Records one provider's turn: metrics, then the observer.
+    fn step(&self, t: usize, hook: Hook, i: usize, result: StepResult<'_>, elapsed: Duration) {
+        let metric = match &result {
+            StepResult::SkippedNotLoaded => Some((CallResult::Unavailable, None)),
+            StepResult::SkippedNotRegistered | StepResult::Queued | StepResult::Dropped => None,
+            StepResult::SkippedFiltered => Some((CallResult::Filtered, None)),
+            StepResult::Answered(o, _) => {
+                let r = match o {
+                    StepOutcome::Continue => CallResult::Continue,
+                    StepOutcome::Stop => CallResult::Stop,
+                    _ => CallResult::Ignore,
+                };
+                Some((r, Some(elapsed)))
+            }
+            StepResult::Delivered => Some((CallResult::Ok, Some(elapsed))),
+            StepResult::Failed(e, _) => {
+                let called = matches!(e, CallError::Timeout(_) | CallError::Status(_));
+                Some((e.result(), called.then_some(elapsed)))
+            }
+        };
+        if let Some((r, el)) = metric {
+            self.metrics.provider_call(i, hook, r, el);
+        }
+        let tenant = &self.config.tenants[t].name;
+        self.observer.step(&StepEvent { tenant, hook, provider: self.provider_name(i), result, elapsed });
+    }
+
+    fn why_skipped(registered: bool) -> StepResult<'static> {
+        if registered { StepResult::SkippedFiltered } else { StepResult::SkippedNotRegistered }
     }
 
     /// A valued hook: the fold over the tenant's chain, inside the caller's deadline.
-    pub(crate) async fn valued<R: ValuedRequest>(
-        &self,
-        request: R,
-        deadline: Instant,
-        received: Instant,
-    ) -> ValuedResponse {
-        let tenant = self.tenant(request.meta());
+    pub(crate) async fn valued<R: ValuedRequest>(&self, request: R, deadline: Instant, received: Instant) -> ValuedResponse {
+        let (t, tenant) = self.tenant(request.meta());
+        let slot = self.admit(t);
+        let chain = tenant.chain(R::HOOK);
         let mut fold = Fold::new(request);
-        for (position, &index) in tenant.chain(R::HOOK).iter().enumerate() {
+        let key_hash = hash_key(fold.current().dispatch_key());
+        for (position, &index) in chain.iter().enumerate() {
             let p = &self.providers[index];
             let Some(registration) = p.registration() else {
-                self.step(tenant, R::HOOK, p, StepResult::SkippedNotLoaded, Duration::ZERO);
+                self.step(t, R::HOOK, index, StepResult::SkippedNotLoaded, Duration::ZERO);
                 continue;
             };
             // For publish the topic is the folded message's: a rewrite re-routes the filters.
             if !registration.wants(R::HOOK, fold.current().topic()) {
-                let why = if registration.hooks.contains(R::HOOK) {
-                    StepResult::SkippedFiltered
-                } else {
-                    StepResult::SkippedNotRegistered
-                };
-                self.step(tenant, R::HOOK, p, why, Duration::ZERO);
+                self.step(t, R::HOOK, index, Self::why_skipped(registration.hooks.contains(R::HOOK)), Duration::ZERO);
                 continue;
             }
+            let settings = p.config();
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(started);
-            let result = if remaining.is_zero() {
+            let result = if slot.is_none() {
+                Err(CallError::Shed(tenant.max_inflight.unwrap_or(0)))
+            } else if remaining.is_zero() {
                 Err(CallError::Timeout(Duration::ZERO))
             } else {
                 let body = Provider::encode_for(fold.current(), registration.version);
-                p.call::<ValuedResponse>(R::HOOK, registration.version, body, p.config.timeout.min(remaining)).await
+                let timeout = settings.timeout.min(remaining);
+                p.call::<ValuedResponse>(R::HOOK, registration.version, body, timeout, key_hash, false).await
             };
             let elapsed = started.elapsed();
             let flow = match result {
                 Ok(response) => {
                     let copy = self.observer.wants_values().then(|| response.clone());
                     let (flow, outcome) = fold.on_response(position, response);
-                    self.step(tenant, R::HOOK, p, StepResult::Answered(outcome, copy.as_ref()), elapsed);
+                    self.step(t, R::HOOK, index, StepResult::Answered(outcome, copy.as_ref()), elapsed);
                     flow
                 }
                 Err(e) => {
-                    let (flow, outcome) = fold.on_failure(position, p.config.failed_action);
-                    tracing::debug!(provider = %p.name(), hook = %R::HOOK, error = %e, ?outcome, "provider call failed");
-                    self.step(tenant, R::HOOK, p, StepResult::Failed(&e, Some(outcome)), elapsed);
+                    let (flow, outcome) = fold.on_failure(position, settings.failed_action);
+                    tracing::debug!(provider = %self.provider_name(index), hook = %R::HOOK, error = %e, ?outcome, "provider call failed");
+                    self.step(t, R::HOOK, index, StepResult::Failed(&e, Some(outcome)), elapsed);
                     flow
                 }
             };
@@ -128,94 +185,98 @@ impl Runtime {
             }
         }
         let (response, ending) = fold.finish();
-        self.observer.call(&CallEvent {
-            tenant: &tenant.name,
-            hook: R::HOOK,
-            valued: Some((&response, ending)),
-            elapsed: received.elapsed(),
-        });
+        let (outcome, decided_by) = match ending {
+            Ending::AllIgnored => (Outcome::Ignore, None),
+            Ending::Continued => (Outcome::Continue, None),
+            Ending::StoppedBy(pos) => (Outcome::Stop, chain.get(pos).copied()),
+            Ending::DeniedByFailure(pos) => (Outcome::DeniedByFailure, chain.get(pos).copied()),
+        };
+        let elapsed = received.elapsed();
+        self.metrics.request(t, R::HOOK, outcome, elapsed);
+        self.metrics.decision(t, R::HOOK, decided_by);
+        self.observer.call(&CallEvent { tenant: &tenant.name, hook: R::HOOK, valued: Some((&response, ending)), elapsed });
+        debug_assert!(response.r#type != ResponsedType::Continue as i32 || response.value.is_some());
         response
     }
 
     /// A notification: queued to every subscribed provider (answered at once), or delivered
     /// and awaited for providers with `notify = "after-delivery"`.
-    pub(crate) async fn notify<R: HookRequest>(
-        &self,
-        request: R,
-        deadline: Instant,
-        received: Instant,
-    ) -> EmptySuccess {
-        let tenant = self.tenant(request.meta());
-        let key = request.dispatch_key();
+    pub(crate) async fn notify<R: HookRequest>(&self, request: R, deadline: Instant, received: Instant) -> EmptySuccess {
+        let (t, tenant) = self.tenant(request.meta());
+        let key_hash = hash_key(request.dispatch_key());
         let topic = request.topic();
+        // Only after-delivery providers hold the call open; the tenant limit applies to them.
+        let slot = self.admit(t);
         // Encoded once per package, shared by every provider of that package.
         let mut bodies: [Option<Bytes>; 3] = [None, None, None];
         let mut awaited = Vec::new();
         for &index in tenant.chain(R::HOOK) {
             let p = &self.providers[index];
             let Some(registration) = p.registration() else {
-                self.step(tenant, R::HOOK, p, StepResult::SkippedNotLoaded, Duration::ZERO);
+                self.step(t, R::HOOK, index, StepResult::SkippedNotLoaded, Duration::ZERO);
                 continue;
             };
             if !registration.wants(R::HOOK, topic) {
-                let why = if registration.hooks.contains(R::HOOK) {
-                    StepResult::SkippedFiltered
-                } else {
-                    StepResult::SkippedNotRegistered
-                };
-                self.step(tenant, R::HOOK, p, why, Duration::ZERO);
+                self.step(t, R::HOOK, index, Self::why_skipped(registration.hooks.contains(R::HOOK)), Duration::ZERO);
                 continue;
             }
             let version = registration.version;
             let body = bodies[version.index()].get_or_insert_with(|| Provider::encode_for(&request, version)).clone();
-            match p.config.notify {
+            let settings = p.config();
+            match settings.notify {
                 NotifyMode::Queue => {
-                    let n = Notification { hook: R::HOOK, version, body };
-                    let result = match p.queues().enqueue(key, n) {
+                    let result = match p.queues().enqueue(Notification { hook: R::HOOK, version, body, key_hash }) {
                         Ok(()) => {
-                            p.stats.notify_enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            p.stats.notify_enqueued.fetch_add(1, Ordering::Relaxed);
                             StepResult::Queued
                         }
                         Err(e) => {
-                            let counter = match e {
-                                EnqueueError::Full => &p.stats.notify_dropped_full,
-                                EnqueueError::Closed => &p.stats.notify_dropped_closed,
+                            let (counter, reason) = match e {
+                                EnqueueError::Full => (&p.stats.notify_dropped_full, DropReason::QueueFull),
+                                EnqueueError::Closed => (&p.stats.notify_dropped_closed, DropReason::Closed),
                             };
-                            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.dropped(index, reason);
                             StepResult::Dropped
                         }
                     };
-                    self.step(tenant, R::HOOK, p, result, Duration::ZERO);
+                    self.step(t, R::HOOK, index, result, Duration::ZERO);
                 }
-                NotifyMode::AfterDelivery => awaited.push(async move {
-                    let started = Instant::now();
-                    let remaining = deadline.saturating_duration_since(started);
-                    let result = if remaining.is_zero() {
-                        Err(CallError::Timeout(Duration::ZERO))
-                    } else {
-                        p.call::<EmptySuccess>(R::HOOK, version, body, p.config.timeout.min(remaining)).await
-                    };
-                    (p, result, started.elapsed())
-                }),
+                NotifyMode::AfterDelivery if slot.is_none() => {
+                    let e = CallError::Shed(tenant.max_inflight.unwrap_or(0));
+                    p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
+                    self.step(t, R::HOOK, index, StepResult::Failed(&e, None), Duration::ZERO);
+                }
+                NotifyMode::AfterDelivery => {
+                    let timeout = settings.timeout;
+                    awaited.push(async move {
+                        let started = Instant::now();
+                        let remaining = deadline.saturating_duration_since(started);
+                        let result = if remaining.is_zero() {
+                            Err(CallError::Timeout(Duration::ZERO))
+                        } else {
+                            p.call::<EmptySuccess>(R::HOOK, version, body, timeout.min(remaining), key_hash, true).await
+                        };
+                        (index, result, started.elapsed())
+                    })
+                }
             }
         }
         if !awaited.is_empty() {
-            for (p, result, elapsed) in futures::future::join_all(awaited).await {
+            for (index, result, elapsed) in futures::future::join_all(awaited).await {
+                let p = &self.providers[index];
                 let counter = if result.is_ok() { &p.stats.notify_delivered } else { &p.stats.notify_failed };
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counter.fetch_add(1, Ordering::Relaxed);
                 let step = match &result {
                     Ok(_) => StepResult::Delivered,
                     Err(e) => StepResult::Failed(e, None),
                 };
-                self.step(tenant, R::HOOK, p, step, elapsed);
+                self.step(t, R::HOOK, index, step, elapsed);
             }
         }
-        self.observer.call(&CallEvent {
-            tenant: &tenant.name,
-            hook: R::HOOK,
-            valued: None,
-            elapsed: received.elapsed(),
-        });
+        let elapsed = received.elapsed();
+        self.metrics.request(t, R::HOOK, Outcome::Ack, elapsed);
+        self.observer.call(&CallEvent { tenant: &tenant.name, hook: R::HOOK, valued: None, elapsed });
         EmptySuccess {}
     }
 
@@ -240,16 +301,16 @@ impl Runtime {
         request: ProviderLoadedRequest,
         deadline: Instant,
     ) -> LoadedResponse {
-        let tenant = self.tenant(request.meta.as_ref());
+        let (_, tenant) = self.tenant(request.meta.as_ref());
         let members = self.members(tenant);
         let loads = members.iter().map(|&i| {
             let p = &self.providers[i];
             let request = &request;
             async move {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let timeout = p.config.timeout.max(Duration::from_secs(1)).min(remaining);
+                let timeout = p.config().timeout.max(Duration::from_secs(1)).min(remaining);
                 if let Err(e) = p.load(request, timeout).await {
-                    tracing::warn!(provider = %p.name(), error = %e, "provider not loaded; retrying in the background");
+                    tracing::warn!(provider = %self.provider_name(i), error = %e, "provider not loaded; retrying in the background");
                     p.spawn_loader(self.own_broker.clone(), MAX_LOAD_BACKOFF);
                 }
             }
@@ -262,15 +323,14 @@ impl Runtime {
     }
 
     /// EMQX unloaded the gateway: forward to the tenant's providers (reply ignored, as EMQX does).
-    pub(crate) fn provider_unloaded(self: &Arc<Self>, request: ProviderUnloadedRequest) -> EmptySuccess {
-        let tenant = self.tenant(request.meta.as_ref());
+    pub(crate) fn provider_unloaded(&self, request: ProviderUnloadedRequest) -> EmptySuccess {
+        let (_, tenant) = self.tenant(request.meta.as_ref());
         for i in self.members(tenant) {
             let p = Arc::clone(&self.providers[i]);
             let Some(version) = p.version() else { continue };
             let body = Provider::encode_for(&request, version);
             tokio::spawn(async move {
-                let _ =
-                    p.call::<EmptySuccess>(exhook_hooks::Hook::ProviderUnloaded, version, body, UNLOAD_TIMEOUT).await;
+                let _ = p.call::<EmptySuccess>(Hook::ProviderUnloaded, version, body, UNLOAD_TIMEOUT, 0, false).await;
             });
         }
         tracing::info!(tenant = %tenant.name, "EMQX unloaded the gateway");

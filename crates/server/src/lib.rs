@@ -4,6 +4,9 @@
 //! (the gRPC path selects the package), converts every call into the internal model, picks
 //! the tenant by `RequestMeta.cluster_name`, and runs the tenant's chain for the hook:
 //! a fold for valued hooks, queued (or awaited) delivery for notifications.
+//!
+//! The routing tables, providers and metric handles form one snapshot ([`exec::Runtime`]),
+//! read lock-free by every call and replaced atomically by [`Gateway::reload`].
 #![warn(missing_docs)]
 
 mod deadline;
@@ -14,10 +17,14 @@ mod service;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use exhook_config::Config;
-use exhook_upstream::Provider;
+use exhook_metrics::{Metrics, ProviderGauges};
+use exhook_upstream::{MetricsSlot, Provider, spawn_health_checker};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 pub use deadline::parse_grpc_timeout;
 pub use exec::outcome_name;
@@ -41,70 +48,224 @@ pub enum ServeError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Providers created (new, or changed in a way that needs new connections).
+    pub added: Vec<String>,
+    /// Providers kept with their connections, registration and breaker state.
+    pub kept: Vec<String>,
+    /// Providers no longer configured.
+    pub removed: Vec<String>,
+    /// Settings that only take effect after a restart (e.g. `server.listen`).
+    pub needs_restart: Vec<String>,
+}
+
+pub(crate) struct Shared {
+    runtime: ArcSwap<exec::Runtime>,
+    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
+    loaded_at: ArcSwap<SystemTime>,
+    started: bool,
+}
+
+impl Shared {
+    pub(crate) fn current(&self) -> Arc<exec::Runtime> {
+        self.runtime.load_full()
+    }
+}
+
 /// A configured gateway: providers created (channels connect lazily), ready to serve.
 #[derive(Clone)]
 pub struct Gateway {
-    runtime: Arc<exec::Runtime>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("providers", &self.runtime.providers.len()).finish()
+        f.debug_struct("Gateway").field("providers", &self.shared.current().providers.len()).finish()
+    }
+}
+
+fn build_runtime(
+    config: Config,
+    providers: Vec<Arc<Provider>>,
+    metrics: &Arc<Metrics>,
+    observer: Arc<dyn Observer>,
+) -> exec::Runtime {
+    let tenants: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    let handles = Arc::new(metrics.handles(&tenants, &names));
+    for (index, p) in providers.iter().enumerate() {
+        p.set_metrics(MetricsSlot { handles: Arc::clone(&handles), index });
+    }
+    exec::Runtime::new(config, providers, observer, handles)
+}
+
+fn new_provider(pc: &exhook_config::ProviderConfig) -> Result<Arc<Provider>, ServeError> {
+    Provider::new(pc.clone()).map_err(|source| ServeError::Provider { provider: pc.name.clone(), source })
+}
+
+/// A read-only view of the running configuration and providers.
+pub struct Snapshot(Arc<exec::Runtime>);
+
+impl Snapshot {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The providers, in `[[providers]]` order.
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.0.providers
     }
 }
 
 impl Gateway {
     /// Creates the providers and their notification queues. Needs a tokio runtime.
     pub fn new(config: Config, observer: Arc<dyn Observer>) -> Result<Gateway, ServeError> {
-        let providers = config
-            .providers
-            .iter()
-            .enumerate()
-            .map(|(i, pc)| {
-                Provider::new(i, pc.clone())
-                    .map_err(|source| ServeError::Provider { provider: pc.name.clone(), source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Gateway { runtime: Arc::new(exec::Runtime::new(config, providers, observer)) })
+        Gateway::with_metrics(config, observer, Metrics::new())
     }
 
-    /// The configuration it runs.
-    pub fn config(&self) -> &Config {
-        &self.runtime.config
+    /// As [`Gateway::new`], recording into `metrics`.
+    pub fn with_metrics(config: Config, observer: Arc<dyn Observer>, metrics: Arc<Metrics>) -> Result<Gateway, ServeError> {
+        let providers = config.providers.iter().map(new_provider).collect::<Result<Vec<_>, _>>()?;
+        let runtime = build_runtime(config, providers, &metrics, Arc::clone(&observer));
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                runtime: ArcSwap::from_pointee(runtime),
+                metrics,
+                observer,
+                loaded_at: ArcSwap::from_pointee(SystemTime::now()),
+                started: false,
+            }),
+        })
+    }
+
+    /// The running configuration and providers.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.shared.current())
     }
 
     /// The providers, in `[[providers]]` order.
-    pub fn providers(&self) -> &[Arc<Provider>] {
-        &self.runtime.providers
+    pub fn providers(&self) -> Vec<Arc<Provider>> {
+        self.shared.current().providers.clone()
     }
 
     /// A provider by name.
-    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
-        self.runtime.providers.iter().find(|p| p.name() == name)
+    pub fn provider(&self, name: &str) -> Option<Arc<Provider>> {
+        let rt = self.shared.current();
+        rt.config.providers.iter().position(|p| p.name == name).map(|i| Arc::clone(&rt.providers[i]))
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// When the running configuration was loaded.
+    pub fn config_loaded_at(&self) -> SystemTime {
+        **self.shared.loaded_at.load()
     }
 
     /// Starts loading every provider in the background (with the gateway's own broker info
-    /// until EMQX sends its own), retrying those that are down.
+    /// until EMQX sends its own), retrying those that are down, and their health checks.
     pub fn start_loading(&self) {
-        for p in &self.runtime.providers {
-            p.spawn_loader(self.runtime.own_broker.clone(), std::time::Duration::from_secs(30));
+        let rt = self.shared.current();
+        for p in &rt.providers {
+            Self::start_provider(p, &rt.own_broker);
         }
     }
 
-    /// Serves the three packages on `listener` until `shutdown` completes.
-    pub async fn serve(
-        &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), ServeError> {
+    fn start_provider(p: &Arc<Provider>, own_broker: &exhook_proto::model::ProviderLoadedRequest) {
+        p.spawn_loader(own_broker.clone(), exec::MAX_LOAD_BACKOFF);
+        spawn_health_checker(p, own_broker.clone());
+    }
+
+    /// Applies a new configuration atomically. Providers whose connection settings did not
+    /// change are kept (connections, registration, breaker state, queues); changed or new
+    /// ones are created and loaded in the background; removed ones stop when their last
+    /// in-flight call ends. Calls in flight finish on the snapshot they started with.
+    pub fn reload(&self, config: Config) -> Result<ReloadReport, ServeError> {
+        let old = self.shared.current();
+        let mut report = ReloadReport::default();
+        if config.server.listen != old.config.server.listen {
+            report.needs_restart.push(format!("server.listen ({} -> {})", old.config.server.listen, config.server.listen));
+        }
+        if config.admin != old.config.admin {
+            report.needs_restart.push("admin".to_owned());
+        }
+        let mut providers = Vec::with_capacity(config.providers.len());
+        let mut fresh = Vec::new();
+        for pc in &config.providers {
+            let existing = old.config.providers.iter().position(|o| o.name == pc.name).map(|i| &old.providers[i]);
+            match existing {
+                Some(p) if p.can_update_in_place(pc) => {
+                    p.update(pc.clone());
+                    report.kept.push(pc.name.clone());
+                    providers.push(Arc::clone(p));
+                }
+                _ => {
+                    let p = new_provider(pc)?;
+                    report.added.push(pc.name.clone());
+                    fresh.push(Arc::clone(&p));
+                    providers.push(p);
+                }
+            }
+        }
+        for o in &old.config.providers {
+            if !config.providers.iter().any(|n| n.name == o.name) {
+                report.removed.push(o.name.clone());
+                old.metrics.forget_provider(&o.name);
+            }
+        }
+        let runtime = build_runtime(config, providers, &self.shared.metrics, Arc::clone(&self.shared.observer));
+        for p in &fresh {
+            Self::start_provider(p, &runtime.own_broker);
+        }
+        self.shared.runtime.store(Arc::new(runtime));
+        self.shared.loaded_at.store(Arc::new(SystemTime::now()));
+        let _ = self.shared.started;
+        Ok(report)
+    }
+
+    /// Sets the gauges (up, in-flight, queued, breaker state) from the providers' state; the
+    /// admin listener calls this before every scrape.
+    pub fn refresh_gauges(&self) {
+        let rt = self.shared.current();
+        for (i, p) in rt.providers.iter().enumerate() {
+            rt.metrics.set_gauges(
+                i,
+                ProviderGauges {
+                    up: p.is_up(),
+                    inflight: p.inflight() as i64,
+                    queued: p.queues().len() as i64,
+                    breaker_state: p.breaker_state().as_gauge(),
+                },
+            );
+        }
+    }
+
+    /// Serves the three packages on `listener` until `shutdown` completes, then lets calls in
+    /// flight finish (gracefully closing HTTP/2 connections).
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(HookService::<PackageV1>::new(Arc::clone(&self.runtime)))
-            .add_service(HookService::<PackageV2>::new(Arc::clone(&self.runtime)))
-            .add_service(HookService::<PackageV3>::new(Arc::clone(&self.runtime)))
+            .add_service(HookService::<PackageV1>::new(Arc::clone(&self.shared)))
+            .add_service(HookService::<PackageV2>::new(Arc::clone(&self.shared)))
+            .add_service(HookService::<PackageV3>::new(Arc::clone(&self.shared)))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         Ok(())
+    }
+
+    /// Delivers what is still queued, up to `timeout`; returns how many notifications were
+    /// left undelivered (counted as dropped, reason `shutdown`).
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let rt = self.shared.current();
+        let left = futures::future::join_all(rt.providers.iter().map(|p| p.drain(deadline))).await;
+        left.into_iter().sum()
     }
 }

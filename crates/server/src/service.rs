@@ -17,6 +17,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
+use crate::Shared;
 use crate::deadline::deadline_for;
 use crate::exec::Runtime;
 
@@ -45,19 +46,19 @@ packages!(PackageV1 => V1, PackageV2 => V2, PackageV3 => V3);
 
 /// `HookProvider` of one package, backed by the shared runtime.
 pub struct HookService<P> {
-    runtime: Arc<Runtime>,
+    shared: Arc<Shared>,
     _package: PhantomData<P>,
 }
 
 impl<P> HookService<P> {
-    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
-        HookService { runtime, _package: PhantomData }
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        HookService { shared, _package: PhantomData }
     }
 }
 
 impl<P> Clone for HookService<P> {
     fn clone(&self) -> Self {
-        HookService { runtime: Arc::clone(&self.runtime), _package: PhantomData }
+        HookService { shared: Arc::clone(&self.shared), _package: PhantomData }
     }
 }
 
@@ -85,7 +86,8 @@ where
         let Some(hook) = Hook::from_rpc(P::VERSION, method) else {
             return Box::pin(async { Ok(unimplemented()) });
         };
-        let runtime = Arc::clone(&self.runtime);
+        // One snapshot per call: a reload never changes a chain half-way through.
+        let runtime = self.shared.current();
         Box::pin(async move { Ok(route(runtime, P::VERSION, hook, received, req).await) })
     }
 }

@@ -5,11 +5,19 @@
 //! * [`Provider::call`]: one unary call with a timeout; failures are typed ([`CallError`]).
 //! * [`Provider::load`]: `OnProviderLoaded`, probing packages newest first for `auto`.
 //! * [`queue`]: bounded, clientid-sharded notification queues with one delivery task per shard.
+//! * replicas (`urls`), several HTTP/2 connections per replica, outlier ejection, a circuit
+//!   breaker ([`exhook_breaker`]), a concurrency limit, and periodic health checks that
+//!   re-load a provider coming back from an outage.
 #![warn(missing_docs)]
 
+mod endpoint;
+mod health;
 mod provider;
 pub mod queue;
 mod registration;
 
-pub use provider::{CallError, LoadError, Provider, ProviderState, ProviderStats};
+pub use endpoint::{EndpointStatus, hash_key};
+pub use exhook_breaker::{BreakerSnapshot, BreakerState};
+pub use health::spawn_health_checker;
+pub use provider::{CallError, LoadError, MetricsSlot, Provider, ProviderState, ProviderStats};
 pub use registration::Registration;

@@ -1,44 +1,61 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use bytes::Bytes;
-use exhook_config::ProviderConfig;
+use exhook_breaker::{Breaker, BreakerConfig, BreakerState};
+use exhook_config::{BreakerSettings, ProviderConfig};
 use exhook_hooks::{Hook, HookRequest, Version, convert};
+use exhook_metrics::{CallResult, Handles};
 use exhook_proto::codec::RawCodec;
 use exhook_proto::model::{LoadedResponse, ProviderLoadedRequest};
 use prost::Message as _;
-use tonic::client::Grpc;
-use tonic::transport::{Channel, Endpoint};
+use tokio::time::Instant;
 
 use crate::Registration;
+use crate::endpoint::{Endpoint, EndpointStatus, pick, random};
 use crate::queue::NotifyQueues;
 
-/// Why a call to a provider failed. Every variant is an upstream fault: it counts against
-/// the provider and applies its `failed_action`.
+/// Why a call to a provider failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No answer within the call's timeout (its own, or what was left of EMQX's deadline).
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// The provider answered with a gRPC error status (or the transport failed, which tonic
-    /// reports as a status too: UNAVAILABLE, UNKNOWN, INTERNAL, …).
+    /// The provider answered with a gRPC error status, or the transport failed (tonic reports
+    /// both as a status: UNAVAILABLE for connection failures).
     #[error("gRPC status {}: {}", .0.code(), .0.message())]
     Status(tonic::Status),
+    /// Not called: the provider's circuit breaker is open.
+    #[error("circuit breaker open (retry in {0:?})")]
+    BreakerOpen(Duration),
+    /// Not called: the provider's concurrency limit (`max_inflight`) is reached.
+    #[error("shed: {0} calls in flight")]
+    Shed(usize),
     /// The provider's package is not known yet (`auto`, never loaded).
     #[error("package not known yet (provider never loaded)")]
     NotLoaded,
 }
 
 impl CallError {
-    /// A short, bounded label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// The metrics result for this failure.
+    pub fn result(&self) -> CallResult {
         match self {
-            CallError::Timeout(_) => "timeout",
-            CallError::Status(s) if s.code() == tonic::Code::Unavailable => "unavailable",
-            CallError::Status(_) => "error",
-            CallError::NotLoaded => "unavailable",
+            CallError::Timeout(_) => CallResult::Timeout,
+            CallError::Status(s) if s.code() == tonic::Code::Unavailable => CallResult::Unavailable,
+            CallError::Status(_) => CallResult::Error,
+            CallError::BreakerOpen(_) => CallResult::BreakerOpen,
+            CallError::Shed(_) => CallResult::Shed,
+            CallError::NotLoaded => CallResult::Unavailable,
+        }
+    }
+
+    /// True if the call reached the provider's process (it answered, even with an error).
+    fn reached(&self) -> bool {
+        match self {
+            CallError::Status(s) => s.code() != tonic::Code::Unavailable && s.code() != tonic::Code::Unknown,
+            _ => false,
         }
     }
 }
@@ -63,37 +80,76 @@ pub enum ProviderState {
     Connecting = 0,
     /// `OnProviderLoaded` succeeded; calls go to it.
     Loaded = 1,
-    /// Was loaded, and the last reload failed (it keeps serving with its last registration).
+    /// Was loaded, and then failed (unreachable, or a reload failed); it keeps its last
+    /// registration and is re-loaded when it comes back.
     Failed = 2,
 }
 
-/// Counters of one provider, for tests, logs and metrics.
+impl ProviderState {
+    /// `connecting`, `loaded` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderState::Connecting => "connecting",
+            ProviderState::Loaded => "loaded",
+            ProviderState::Failed => "failed",
+        }
+    }
+}
+
+/// Counters of one provider, for tests, logs and the status API.
 #[derive(Debug, Default)]
 pub struct ProviderStats {
     /// Calls answered (any valid reply).
-    pub calls_ok: AtomicU64,
-    /// Calls failed (timeout, status, transport).
-    pub calls_failed: AtomicU64,
+    pub calls_ok: std::sync::atomic::AtomicU64,
+    /// Calls failed (timeout, status, transport, breaker open, shed).
+    pub calls_failed: std::sync::atomic::AtomicU64,
     /// Notifications put on a queue.
-    pub notify_enqueued: AtomicU64,
+    pub notify_enqueued: std::sync::atomic::AtomicU64,
     /// Notifications delivered (the provider answered).
-    pub notify_delivered: AtomicU64,
+    pub notify_delivered: std::sync::atomic::AtomicU64,
     /// Notifications whose delivery failed.
-    pub notify_failed: AtomicU64,
+    pub notify_failed: std::sync::atomic::AtomicU64,
     /// Notifications dropped because the shard's queue was full.
-    pub notify_dropped_full: AtomicU64,
-    /// Notifications dropped because the queue was closed (shutdown).
-    pub notify_dropped_closed: AtomicU64,
+    pub notify_dropped_full: std::sync::atomic::AtomicU64,
+    /// Notifications dropped because the queue was closed.
+    pub notify_dropped_closed: std::sync::atomic::AtomicU64,
+    /// Notifications still queued at shutdown.
+    pub notify_dropped_shutdown: std::sync::atomic::AtomicU64,
 }
 
-/// One upstream provider. Shared (`Arc`) by the server, its queues and its loader task.
+/// Where this provider's metrics go (set per configuration: indices change on reload).
+#[derive(Debug)]
+pub struct MetricsSlot {
+    /// The configuration's handles.
+    pub handles: Arc<Handles>,
+    /// This provider's index in them.
+    pub index: usize,
+}
+
+/// Settings that need new connections or queues when they change.
+fn hard_settings(c: &ProviderConfig) -> (&[String], usize, Duration, usize, usize, Option<Version>) {
+    (&c.urls, c.connections, c.connect_timeout, c.queue_size, c.queue_shards, c.protocol)
+}
+
+pub(crate) fn breaker_config(s: &BreakerSettings) -> BreakerConfig {
+    BreakerConfig {
+        failure_rate: s.failure_rate,
+        minimum_calls: s.minimum_calls,
+        window: s.window,
+        consecutive_failures: s.consecutive_failures,
+        open_duration: s.open_duration,
+        half_open_probes: s.half_open_probes,
+    }
+}
+
+/// One upstream provider: its replicas, breaker, limits, registration and queues. Shared
+/// (`Arc`) by the server, its queues, its loader and its health checker.
 #[derive(Debug)]
 pub struct Provider {
-    /// Position in `[[providers]]`.
-    pub index: usize,
-    /// Its configuration.
-    pub config: ProviderConfig,
-    grpc: Grpc<Channel>,
+    settings: ArcSwap<ProviderConfig>,
+    endpoints: Vec<Endpoint>,
+    breaker: Breaker,
+    inflight: AtomicUsize,
     /// 0 = unknown, else `Version as u8`.
     version: AtomicU8,
     state: AtomicU8,
@@ -103,6 +159,7 @@ pub struct Provider {
     loading: AtomicBool,
     /// Bumped on every successful load: a readiness signal for the status API and tests.
     loads: tokio::sync::watch::Sender<u64>,
+    metrics: ArcSwapOption<MetricsSlot>,
     /// Counters.
     pub stats: ProviderStats,
     queues: NotifyQueues,
@@ -113,36 +170,65 @@ fn version_from_u8(v: u8) -> Option<Version> {
 }
 
 impl Provider {
-    /// Creates the provider with a lazily connected channel (the gateway starts even when
+    /// Creates the provider with lazily connected channels (the gateway starts even when
     /// providers are down) and starts its notification delivery tasks. Needs a tokio runtime.
-    pub fn new(index: usize, config: ProviderConfig) -> Result<Arc<Provider>, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(config.url.clone())?
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+    pub fn new(config: ProviderConfig) -> Result<Arc<Provider>, tonic::transport::Error> {
+        let endpoints = config
+            .urls
+            .iter()
+            .map(|u| Endpoint::new(u, config.connections, config.connect_timeout))
+            .collect::<Result<Vec<_>, _>>()?;
         let version = config.protocol.map_or(0, |v| v as u8);
         let provider = Arc::new_cyclic(|weak| Provider {
-            index,
             queues: NotifyQueues::new(weak.clone(), config.queue_shards, config.queue_size),
-            config,
-            grpc: Grpc::new(channel),
+            breaker: Breaker::new(breaker_config(&config.breaker)),
+            settings: ArcSwap::from_pointee(config),
+            endpoints,
+            inflight: AtomicUsize::new(0),
             version: AtomicU8::new(version),
             state: AtomicU8::new(ProviderState::Connecting as u8),
             registration: ArcSwapOption::empty(),
             last_loaded_request: ArcSwapOption::empty(),
             loading: AtomicBool::new(false),
             loads: tokio::sync::watch::Sender::new(0),
+            metrics: ArcSwapOption::empty(),
             stats: ProviderStats::default(),
         });
         Ok(provider)
     }
 
+    /// True if `new` can be applied to this provider in place (same replicas, connections,
+    /// queues and package): a reload then keeps its connections, registration and breaker.
+    pub fn can_update_in_place(&self, new: &ProviderConfig) -> bool {
+        hard_settings(&self.settings.load()) == hard_settings(new)
+    }
+
+    /// Applies new soft settings (timeouts, failed_action, notify mode, limits, breaker
+    /// thresholds, health interval). Only valid when [`Provider::can_update_in_place`].
+    pub fn update(&self, new: ProviderConfig) {
+        self.breaker.set_config(breaker_config(&new.breaker));
+        self.settings.store(Arc::new(new));
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> Guard<Arc<ProviderConfig>> {
+        self.settings.load()
+    }
+
     /// The provider's name.
-    pub fn name(&self) -> &str {
-        &self.config.name
+    pub fn name(&self) -> String {
+        self.settings.load().name.clone()
+    }
+
+    /// Where metrics go from now on.
+    pub fn set_metrics(&self, slot: MetricsSlot) {
+        self.metrics.store(Some(Arc::new(slot)));
+    }
+
+    pub(crate) fn record_metric(&self, hook: Hook, result: CallResult, elapsed: Option<Duration>) {
+        if let Some(m) = self.metrics.load().as_ref() {
+            m.handles.provider_call(m.index, hook, result, elapsed);
+        }
     }
 
     /// The package it speaks, once known.
@@ -159,9 +245,33 @@ impl Provider {
         }
     }
 
+    /// Loaded and at least one replica reachable.
+    pub fn is_up(&self) -> bool {
+        self.state() == ProviderState::Loaded && self.endpoints.iter().any(Endpoint::is_healthy)
+    }
+
     /// Its registration from the last successful load (`None` if never loaded).
     pub fn registration(&self) -> Option<Arc<Registration>> {
         self.registration.load_full()
+    }
+
+    /// Its circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Calls in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Its replicas.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.endpoints.iter().map(Endpoint::status).collect()
+    }
+
+    pub(crate) fn endpoint_list(&self) -> &[Endpoint] {
+        &self.endpoints
     }
 
     /// How many times it has been loaded successfully.
@@ -190,41 +300,91 @@ impl Provider {
     }
 
     /// One unary call of `hook` in `version`'s package with a pre-encoded body, bounded by
-    /// `timeout` (also sent as `grpc-timeout`).
-    pub async fn call<D>(&self, hook: Hook, version: Version, body: Bytes, timeout: Duration) -> Result<D, CallError>
+    /// `timeout` (also sent as `grpc-timeout`). `key_hash` is [`crate::hash_key`] of the
+    /// dispatch key (clientid). The phases, in order: circuit breaker
+    /// (fail fast when open), concurrency limit (shed when full), replica choice (sticky by
+    /// `key` for notifications, least-loaded of two otherwise), connection by `key`, call,
+    /// classification (only upstream faults count against the breaker and the replica).
+    pub async fn call<D>(
+        &self,
+        hook: Hook,
+        version: Version,
+        body: Bytes,
+        timeout: Duration,
+        key_hash: u64,
+        sticky: bool,
+    ) -> Result<D, CallError>
     where
         D: prost::Message + Default + Send + 'static,
     {
-        let result = tokio::time::timeout(timeout, self.call_inner::<D>(hook, version, body, timeout)).await;
-        let result = match result {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(timeout)),
-        };
+        let result = self.call_inner(hook, version, body, timeout, key_hash, sticky).await;
         let counter = if result.is_ok() { &self.stats.calls_ok } else { &self.stats.calls_failed };
         counter.fetch_add(1, Ordering::Relaxed);
         result
     }
 
-    async fn call_inner<D>(&self, hook: Hook, version: Version, body: Bytes, timeout: Duration) -> Result<D, CallError>
+    async fn call_inner<D>(
+        &self,
+        hook: Hook,
+        version: Version,
+        body: Bytes,
+        timeout: Duration,
+        key_hash: u64,
+        sticky: bool,
+    ) -> Result<D, CallError>
     where
         D: prost::Message + Default + Send + 'static,
     {
-        let mut grpc = self.grpc.clone();
-        grpc.ready().await.map_err(|e| CallError::Status(tonic::Status::unavailable(e.to_string())))?;
-        let mut request = tonic::Request::new(body);
-        request.set_timeout(timeout);
-        let path = http::uri::PathAndQuery::from_static(hook.path(version));
-        let response = grpc.unary(request, path, RawCodec::<D>::default()).await.map_err(CallError::Status)?;
-        Ok(response.into_inner())
+        let permit = self.breaker.try_acquire().map_err(|open| CallError::BreakerOpen(open.retry_after))?;
+        let settings = self.settings.load();
+        let inflight = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let _guard = CountGuard(&self.inflight);
+        if inflight >= settings.max_inflight {
+            permit.ignore();
+            return Err(CallError::Shed(inflight));
+        }
+        let endpoint = pick(&self.endpoints, key_hash, sticky, random());
+        let _busy = endpoint.begin();
+        let mut grpc = endpoint.channel(key_hash);
+        let call = async {
+            grpc.ready().await.map_err(|e| CallError::Status(tonic::Status::unavailable(e.to_string())))?;
+            let mut request = tonic::Request::new(body);
+            request.set_timeout(timeout);
+            let path = http::uri::PathAndQuery::from_static(hook.path(version));
+            grpc.unary(request, path, RawCodec::<D>::default()).await.map(tonic::Response::into_inner).map_err(CallError::Status)
+        };
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout(timeout)),
+        };
+        match &result {
+            Ok(_) => {
+                permit.success();
+                endpoint.record(true, settings.eject_after, settings.eject_for);
+            }
+            Err(e) => {
+                // A timeout imposed by EMQX's remaining budget rather than the provider's own
+                // timeout says little about the provider: neutral for the breaker.
+                let cut_short = matches!(e, CallError::Timeout(t) if *t < settings.timeout);
+                let cancelled = matches!(e, CallError::Status(s) if s.code() == tonic::Code::Cancelled);
+                if cut_short || cancelled { permit.ignore() } else { permit.failure() }
+                let reached = e.reached();
+                if reached {
+                    endpoint.record(true, settings.eject_after, settings.eject_for);
+                } else if !cut_short {
+                    endpoint.record(false, settings.eject_after, settings.eject_for);
+                }
+                if !reached && !cut_short && !self.endpoints.iter().any(Endpoint::is_healthy) {
+                    self.mark_failed();
+                }
+            }
+        }
+        result
     }
 
     /// Calls `OnProviderLoaded` (probing packages newest first when the protocol is `auto`
     /// and not yet known), and records the registration.
-    pub async fn load(
-        &self,
-        request: &ProviderLoadedRequest,
-        timeout: Duration,
-    ) -> Result<Arc<Registration>, LoadError> {
+    pub async fn load(&self, request: &ProviderLoadedRequest, timeout: Duration) -> Result<Arc<Registration>, LoadError> {
         self.last_loaded_request.store(Some(Arc::new(request.clone())));
         let candidates: &[Version] = match self.version() {
             Some(Version::V1) => &[Version::V1],
@@ -232,25 +392,30 @@ impl Provider {
             Some(Version::V3) => &[Version::V3],
             None => &Version::NEWEST_FIRST,
         };
+        let name = self.name();
         let mut last = None;
         for &version in candidates {
             let body: Bytes = match version {
                 Version::V1 => convert::loaded_request_to_v1(request).encode_to_vec().into(),
                 _ => request.encode_to_vec().into(),
             };
-            match self.call::<LoadedResponse>(Hook::ProviderLoaded, version, body, timeout).await {
+            // Loading bypasses the breaker's verdict on ordinary calls: it is how a provider
+            // proves it is back. Each replica answers for the whole provider.
+            match self.load_call(version, body, timeout).await {
                 Ok(response) => {
                     let registration = Arc::new(Registration::from_response(version, &response));
                     if !registration.unknown.is_empty() || !registration.invalid_filters.is_empty() {
-                        tracing::warn!(provider = %self.name(), unknown_hooks = ?registration.unknown,
+                        tracing::warn!(provider = %name, unknown_hooks = ?registration.unknown,
                             invalid_filters = ?registration.invalid_filters, "provider registered names the gateway ignores");
                     }
+                    let changed = self.registration.load().as_deref().is_none_or(|old| !old.same_as(&registration));
                     self.version.store(version as u8, Ordering::Release);
                     self.registration.store(Some(registration.clone()));
-                    self.loads.send_modify(|n| *n += 1);
                     let before = self.state.swap(ProviderState::Loaded as u8, Ordering::AcqRel);
-                    if before != ProviderState::Loaded as u8 {
-                        tracing::info!(provider = %self.name(), %version, hooks = ?registration.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(), "provider loaded");
+                    self.loads.send_modify(|n| *n += 1);
+                    if before != ProviderState::Loaded as u8 || changed {
+                        tracing::info!(provider = %name, %version, changed,
+                            hooks = ?registration.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(), "provider loaded");
                     }
                     return Ok(registration);
                 }
@@ -259,52 +424,110 @@ impl Provider {
                     last = Some((version, CallError::Status(s)));
                 }
                 Err(e) => {
-                    self.mark_load_failed();
+                    self.mark_failed();
                     return Err(LoadError::Call { version, source: e });
                 }
             }
         }
-        self.mark_load_failed();
+        self.mark_failed();
         let (version, source) = last.unwrap_or((Version::V3, CallError::NotLoaded));
         Err(LoadError::Call { version, source })
     }
 
-    fn mark_load_failed(&self) {
-        if self.state() == ProviderState::Loaded {
-            self.state.store(ProviderState::Failed as u8, Ordering::Release);
+    async fn load_call(&self, version: Version, body: Bytes, timeout: Duration) -> Result<LoadedResponse, CallError> {
+        let endpoint = pick(&self.endpoints, 0, false, random());
+        let mut grpc = endpoint.channel(0);
+        let call = async {
+            grpc.ready().await.map_err(|e| CallError::Status(tonic::Status::unavailable(e.to_string())))?;
+            let mut request = tonic::Request::new(body);
+            request.set_timeout(timeout);
+            let path = http::uri::PathAndQuery::from_static(Hook::ProviderLoaded.path(version));
+            grpc.unary(request, path, RawCodec::<LoadedResponse>::default())
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(CallError::Status)
+        };
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout(timeout)),
+        };
+        let reached = result.as_ref().map_or_else(CallError::reached, |_| true);
+        endpoint.set_healthy(reached);
+        result
+    }
+
+    fn mark_failed(&self) {
+        if self.state.compare_exchange(ProviderState::Loaded as u8, ProviderState::Failed as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            tracing::warn!(provider = %self.name(), "provider failed; it will be re-loaded when it answers again");
         }
     }
 
+    /// The request the background loader sends (the last EMQX broker info seen, else `fallback`).
+    pub(crate) fn loader_request(&self, fallback: &ProviderLoadedRequest) -> Arc<ProviderLoadedRequest> {
+        self.last_loaded_request.load_full().unwrap_or_else(|| Arc::new(fallback.clone()))
+    }
+
     /// Keeps calling `OnProviderLoaded` in the background (jittered exponential backoff,
-    /// 250 ms doubling up to `max_backoff`) until it succeeds. At most one loader runs.
+    /// 250 ms doubling up to `max_backoff`) until it succeeds. At most one loader runs per
+    /// provider, and it stops if the provider is removed by a reload.
     pub fn spawn_loader(self: &Arc<Self>, fallback: ProviderLoadedRequest, max_backoff: Duration) {
         if self.loading.swap(true, Ordering::AcqRel) {
             return;
         }
-        let this = Arc::clone(self);
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             loop {
-                let request = this.last_loaded_request.load_full().unwrap_or_else(|| Arc::new(fallback.clone()));
-                let timeout = this.config.timeout.max(Duration::from_secs(1));
+                let Some(this) = weak.upgrade() else { return };
+                let request = this.loader_request(&fallback);
+                let timeout = this.config().timeout.max(Duration::from_secs(1));
                 match this.load(&request, timeout).await {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        this.loading.store(false, Ordering::Release);
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(provider = %this.name(), error = %e, retry_in = ?backoff, "provider not loaded; retrying");
                     }
                 }
+                drop(this);
                 tokio::time::sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(max_backoff);
             }
-            this.loading.store(false, Ordering::Release);
         });
+    }
+
+    /// The breaker state, for metrics.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Waits until the notification queues are empty or `deadline` passes; returns how many
+    /// notifications were still queued (they are counted as dropped, reason `shutdown`).
+    pub async fn drain(&self, deadline: Instant) -> usize {
+        let left = self.queues.drain(deadline).await;
+        if left > 0 {
+            self.stats.notify_dropped_shutdown.fetch_add(left as u64, Ordering::Relaxed);
+            if let Some(m) = self.metrics.load().as_ref() {
+                for _ in 0..left {
+                    m.handles.dropped(m.index, exhook_metrics::DropReason::Shutdown);
+                }
+            }
+        }
+        left
     }
 }
 
-/// ±20% jitter without a random-number dependency (the clock's sub-microsecond noise is
-/// enough to keep many gateways from retrying in lock-step).
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
-    let factor = 0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4;
+struct CountGuard<'a>(&'a AtomicUsize);
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// ±20% jitter so that many gateways do not retry in lock-step.
+pub(crate) fn jitter(d: Duration) -> Duration {
+    let factor = 0.8 + (random() % 1000) as f64 / 1000.0 * 0.4;
     d.mul_f64(factor)
 }

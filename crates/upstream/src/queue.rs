@@ -6,14 +6,15 @@
 //! sent them. A full shard drops the event and counts it: EMQX is never blocked and memory
 //! never grows past `shards × capacity` events.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Weak;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use exhook_hooks::{Hook, Version};
+use exhook_metrics::CallResult;
 use exhook_proto::model::EmptySuccess;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use crate::Provider;
 
@@ -26,6 +27,8 @@ pub struct Notification {
     pub version: Version,
     /// The encoded request.
     pub body: Bytes,
+    /// [`crate::hash_key`] of the clientid: picks the shard, the replica and the connection.
+    pub key_hash: u64,
 }
 
 /// Why an event was not queued.
@@ -44,29 +47,34 @@ pub enum EnqueueError {
 pub struct NotifyQueues {
     shards: Vec<mpsc::Sender<Notification>>,
     capacity: usize,
+    /// Deliveries taken off a queue and not finished yet.
+    delivering: std::sync::Arc<AtomicUsize>,
+    /// Signalled after every delivery, for [`NotifyQueues::drain`].
+    progress: std::sync::Arc<Notify>,
 }
 
 impl NotifyQueues {
     pub(crate) fn new(provider: Weak<Provider>, shards: usize, capacity: usize) -> NotifyQueues {
+        let delivering = std::sync::Arc::new(AtomicUsize::new(0));
+        let progress = std::sync::Arc::new(Notify::new());
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(capacity.max(1));
-                tokio::spawn(deliver(provider.clone(), rx));
+                tokio::spawn(deliver(provider.clone(), rx, delivering.clone(), progress.clone()));
                 tx
             })
             .collect();
-        NotifyQueues { shards, capacity }
+        NotifyQueues { shards, capacity, delivering, progress }
     }
 
-    /// The shard for a dispatch key (clientid). Stable for the life of the process.
-    pub fn shard_of(&self, key: &str) -> usize {
-        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-        (h % self.shards.len() as u64) as usize
+    /// The shard for a key hash. Stable for the life of the process.
+    pub fn shard_of(&self, key_hash: u64) -> usize {
+        (key_hash % self.shards.len() as u64) as usize
     }
 
     /// Queues an event without waiting; never blocks.
-    pub fn enqueue(&self, key: &str, notification: Notification) -> Result<(), EnqueueError> {
-        match self.shards[self.shard_of(key)].try_send(notification) {
+    pub fn enqueue(&self, notification: Notification) -> Result<(), EnqueueError> {
+        match self.shards[self.shard_of(notification.key_hash)].try_send(notification) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(EnqueueError::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EnqueueError::Closed),
@@ -82,19 +90,49 @@ impl NotifyQueues {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Waits until every queued event is delivered (or failed) or `deadline` passes; returns
+    /// how many are still waiting.
+    pub async fn drain(&self, deadline: Instant) -> usize {
+        loop {
+            let progressed = self.progress.notified();
+            if self.is_empty() && self.delivering.load(Ordering::Acquire) == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return self.len();
+            }
+        }
+    }
 }
 
-async fn deliver(provider: Weak<Provider>, mut rx: mpsc::Receiver<Notification>) {
+async fn deliver(
+    provider: Weak<Provider>,
+    mut rx: mpsc::Receiver<Notification>,
+    delivering: std::sync::Arc<AtomicUsize>,
+    progress: std::sync::Arc<Notify>,
+) {
     while let Some(n) = rx.recv().await {
+        delivering.fetch_add(1, Ordering::AcqRel);
         // The provider owns the senders: once it is gone, so is this task.
         let Some(p) = provider.upgrade() else { break };
-        let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, p.config.timeout).await;
+        let timeout = p.config().timeout;
+        let started = Instant::now();
+        let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, timeout, n.key_hash, true).await;
         match result {
-            Ok(_) => p.stats.notify_delivered.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                p.stats.notify_delivered.fetch_add(1, Ordering::Relaxed);
+                p.record_metric(n.hook, CallResult::Ok, Some(started.elapsed()));
+            }
             Err(e) => {
                 tracing::debug!(provider = %p.name(), hook = %n.hook, error = %e, "notification not delivered");
-                p.stats.notify_failed.fetch_add(1, Ordering::Relaxed)
+                p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
+                let elapsed = matches!(e, crate::CallError::Timeout(_) | crate::CallError::Status(_)).then(|| started.elapsed());
+                p.record_metric(n.hook, e.result(), elapsed);
             }
-        };
+        }
+        drop(p);
+        delivering.fetch_sub(1, Ordering::AcqRel);
+        progress.notify_waiters();
     }
 }

@@ -67,6 +67,17 @@ impl Registration {
         }
     }
 
+    /// True if both registered the same hooks with the same filters.
+    pub fn same_as(&self, other: &Registration) -> bool {
+        self.version == other.version
+            && self.hooks == other.hooks
+            && self.filters.iter().zip(&other.filters).all(|(a, b)| match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.filters() == b.filters(),
+                _ => false,
+            })
+    }
+
     /// The topic filters of a `message.*` hook (`None` = all topics).
     pub fn filters(&self, hook: Hook) -> Option<&FilterSet> {
         self.filters[hook.index()].as_ref()

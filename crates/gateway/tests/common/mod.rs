@@ -146,7 +146,8 @@ pub fn provider(name: &str, url: &str, protocol: &str, timeout: &str, failed_act
 /// Waits until every provider of the gateway is loaded (they load in the background).
 pub async fn wait_loaded(gw: &TestGateway) {
     gw.gateway.start_loading();
-    let all = futures_all(gw.gateway.providers().iter().map(|p| p.wait_loaded(0)));
+    let providers = gw.gateway.providers();
+    let all = futures_all(providers.iter().map(|p| p.wait_loaded(0)));
     tokio::time::timeout(Duration::from_secs(10), all).await.expect("providers did not load");
 }
 

@@ -1,0 +1,482 @@
+//! exhook-gateway's Prometheus metrics.
+//!
+//! [`Metrics`] owns the registry and the metric families for the life of the process;
+//! [`Handles`] are built per configuration (tenants and providers by index) and hand out
+//! pre-resolved children, so recording on the hot path is an index, an atomic load and an
+//! atomic add: no string formatting, no hashing, no allocation. A child is created the first
+//! time its label combination is used (so `/metrics` lists only series that happened) and
+//! kept in a `OnceLock` after that. Labels are bounded: tenant, hook, provider, and small
+//! enums; never clientid, username, topic or password.
+#![warn(missing_docs)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use exhook_hooks::Hook;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric family the gateway exports (histograms also export `_bucket`, `_sum` and
+/// `_count` series). The dashboard and alert tests check their expressions against this list.
+pub const METRIC_NAMES: &[&str] = &[
+    "exhook_gateway_requests_total",
+    "exhook_gateway_request_duration_seconds",
+    "exhook_gateway_provider_calls_total",
+    "exhook_gateway_provider_call_duration_seconds",
+    "exhook_gateway_provider_breaker_state",
+    "exhook_gateway_provider_up",
+    "exhook_gateway_provider_inflight",
+    "exhook_gateway_notifications_queued",
+    "exhook_gateway_notifications_dropped_total",
+    "exhook_gateway_chain_decisions_total",
+    "exhook_gateway_config_reloads_total",
+    "exhook_gateway_build_info",
+];
+
+/// Latency buckets, seconds: 100 µs to 5 s (EMQX's default request_timeout).
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant),* }
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            /// The label value.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $label),* }
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// What EMQX saw (`exhook_gateway_requests_total{outcome}`).
+    Outcome {
+        /// Valued hook answered CONTINUE.
+        Continue => "continue",
+        /// Valued hook answered STOP_AND_RETURN by a provider.
+        Stop => "stop",
+        /// Valued hook answered IGNORE.
+        Ignore => "ignore",
+        /// Valued hook denied because a provider failed with `failed_action = deny`.
+        DeniedByFailure => "denied_by_failure",
+        /// The gateway could not answer (decode error, internal error).
+        Error => "error",
+        /// Notification acknowledged.
+        Ack => "ack",
+    }
+);
+
+label_enum!(
+    /// One provider call (`exhook_gateway_provider_calls_total{result}`).
+    CallResult {
+        /// Valued: CONTINUE with a usable value.
+        Continue => "continue",
+        /// Valued: STOP_AND_RETURN with a usable value.
+        Stop => "stop",
+        /// Valued: IGNORE (or an answer treated as IGNORE).
+        Ignore => "ignore",
+        /// Notification delivered.
+        Ok => "ok",
+        /// No answer in time.
+        Timeout => "timeout",
+        /// Provider unreachable (connect/transport failure, UNAVAILABLE, or not loaded).
+        Unavailable => "unavailable",
+        /// Any other gRPC error or an undecodable answer.
+        Error => "error",
+        /// Not called: its circuit breaker is open.
+        BreakerOpen => "breaker_open",
+        /// Not called: its concurrency limit is reached.
+        Shed => "shed",
+        /// Not called: its topic filters do not match.
+        Filtered => "filtered",
+    }
+);
+
+label_enum!(
+    /// Why a notification was dropped (`exhook_gateway_notifications_dropped_total{reason}`).
+    DropReason {
+        /// The provider's queue shard was full.
+        QueueFull => "queue_full",
+        /// The queue was closed (provider removed by a reload).
+        Closed => "closed",
+        /// Still queued when the gateway shut down.
+        Shutdown => "shutdown",
+    }
+);
+
+/// The registry and metric families; one per process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    provider_calls: IntCounterVec,
+    provider_call_duration: HistogramVec,
+    breaker_state: IntGaugeVec,
+    up: IntGaugeVec,
+    inflight: IntGaugeVec,
+    queued: IntGaugeVec,
+    dropped: IntCounterVec,
+    decisions: IntCounterVec,
+    reloads: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+        .expect("valid metric definition");
+    registry.register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+fn slots<T>(n: usize) -> Vec<OnceLock<T>> {
+    (0..n).map(|_| OnceLock::new()).collect()
+}
+
+impl Metrics {
+    /// Creates the registry with every family (and `build_info` set).
+    pub fn new() -> Arc<Metrics> {
+        // The definitions are constants: `expect` here can only fire on a programming error,
+        // caught by the tests on the first run.
+        let r = Registry::new();
+        let m = Metrics {
+            requests: counter(
+                &r,
+                "exhook_gateway_requests_total",
+                "EMQX calls answered, by what EMQX got.",
+                &["tenant", "hook", "outcome"],
+            ),
+            request_duration: histogram(
+                &r,
+                "exhook_gateway_request_duration_seconds",
+                "Time from receiving an EMQX call to answering it.",
+                &["tenant", "hook"],
+            ),
+            provider_calls: counter(
+                &r,
+                "exhook_gateway_provider_calls_total",
+                "Provider calls (and skips) by result.",
+                &["provider", "hook", "result"],
+            ),
+            provider_call_duration: histogram(
+                &r,
+                "exhook_gateway_provider_call_duration_seconds",
+                "Provider call latency.",
+                &["provider", "hook"],
+            ),
+            breaker_state: gauge(
+                &r,
+                "exhook_gateway_provider_breaker_state",
+                "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                &["provider"],
+            ),
+            up: gauge(
+                &r,
+                "exhook_gateway_provider_up",
+                "1 if the provider is loaded and its last call reached it.",
+                &["provider"],
+            ),
+            inflight: gauge(&r, "exhook_gateway_provider_inflight", "Provider calls in flight.", &["provider"]),
+            queued: gauge(
+                &r,
+                "exhook_gateway_notifications_queued",
+                "Notifications waiting in the provider's queues.",
+                &["provider"],
+            ),
+            dropped: counter(
+                &r,
+                "exhook_gateway_notifications_dropped_total",
+                "Notifications dropped, by reason.",
+                &["provider", "reason"],
+            ),
+            decisions: counter(
+                &r,
+                "exhook_gateway_chain_decisions_total",
+                "Valued chains by the provider that ended them (\"none\": ran to the end).",
+                &["tenant", "hook", "decided_by"],
+            ),
+            reloads: counter(
+                &r,
+                "exhook_gateway_config_reloads_total",
+                "Configuration reloads by result.",
+                &["result"],
+            ),
+            registry: r,
+        };
+        let info = gauge(&m.registry, "exhook_gateway_build_info", "Build information; always 1.", &["version"]);
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Arc::new(m)
+    }
+
+    /// Pre-resolved handles for a configuration's tenants and providers (by index).
+    pub fn handles(self: &Arc<Self>, tenants: &[&str], providers: &[&str]) -> Handles {
+        let hooks = Hook::ALL.len();
+        Handles {
+            metrics: Arc::clone(self),
+            tenants: tenants.iter().map(|s| s.to_string()).collect(),
+            providers: providers.iter().map(|s| s.to_string()).collect(),
+            requests: slots::<_>(tenants.len() * hooks * Outcome::ALL.len()),
+            request_duration: slots::<_>(tenants.len() * hooks),
+            calls: slots::<_>(providers.len() * hooks * CallResult::ALL.len()),
+            call_duration: slots::<_>(providers.len() * hooks),
+            decisions: slots::<_>(tenants.len() * hooks * (providers.len() + 1)),
+            dropped: slots::<_>(providers.len() * DropReason::ALL.len()),
+        }
+    }
+
+    /// Counts a configuration reload.
+    pub fn reload(&self, success: bool) {
+        self.reloads.with_label_values(&[if success { "success" } else { "failure" }]).inc();
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The registry (for tests and embedding).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// Gauge values of one provider, read from its state at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderGauges {
+    /// Loaded and reachable.
+    pub up: bool,
+    /// Calls in flight.
+    pub inflight: i64,
+    /// Notifications waiting.
+    pub queued: i64,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker_state: i64,
+}
+
+/// Label handles for one configuration. Cheap to use from any task.
+#[derive(Debug)]
+pub struct Handles {
+    metrics: Arc<Metrics>,
+    tenants: Vec<String>,
+    providers: Vec<String>,
+    requests: Vec<OnceLock<IntCounter>>,
+    request_duration: Vec<OnceLock<Histogram>>,
+    calls: Vec<OnceLock<IntCounter>>,
+    call_duration: Vec<OnceLock<Histogram>>,
+    decisions: Vec<OnceLock<IntCounter>>,
+    dropped: Vec<OnceLock<IntCounter>>,
+}
+
+const HOOKS: usize = Hook::ALL.len();
+
+impl Handles {
+    /// Records an EMQX call answered.
+    pub fn request(&self, tenant: usize, hook: Hook, outcome: Outcome, elapsed: Duration) {
+        let i = (tenant * HOOKS + hook.index()) * Outcome::ALL.len() + outcome as usize;
+        if let Some(slot) = self.requests.get(i) {
+            slot.get_or_init(|| {
+                self.metrics.requests.with_label_values(&[&self.tenants[tenant], hook.name(), outcome.as_str()])
+            })
+            .inc();
+        }
+        if let Some(slot) = self.request_duration.get(tenant * HOOKS + hook.index()) {
+            slot.get_or_init(|| self.metrics.request_duration.with_label_values(&[&self.tenants[tenant], hook.name()]))
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records one provider call (or skip); `elapsed` only for calls that were made.
+    pub fn provider_call(&self, provider: usize, hook: Hook, result: CallResult, elapsed: Option<Duration>) {
+        let i = (provider * HOOKS + hook.index()) * CallResult::ALL.len() + result as usize;
+        if let Some(slot) = self.calls.get(i) {
+            slot.get_or_init(|| {
+                self.metrics.provider_calls.with_label_values(&[
+                    &self.providers[provider],
+                    hook.name(),
+                    result.as_str(),
+                ])
+            })
+            .inc();
+        }
+        if let (Some(elapsed), Some(slot)) = (elapsed, self.call_duration.get(provider * HOOKS + hook.index())) {
+            slot.get_or_init(|| {
+                self.metrics.provider_call_duration.with_label_values(&[&self.providers[provider], hook.name()])
+            })
+            .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records which provider ended a valued chain (`None`: it ran to the end).
+    pub fn decision(&self, tenant: usize, hook: Hook, decided_by: Option<usize>) {
+        let column = decided_by.map_or(0, |p| p + 1);
+        let i = (tenant * HOOKS + hook.index()) * (self.providers.len() + 1) + column;
+        if let Some(slot) = self.decisions.get(i) {
+            slot.get_or_init(|| {
+                let by = decided_by.map_or("none", |p| self.providers[p].as_str());
+                self.metrics.decisions.with_label_values(&[&self.tenants[tenant], hook.name(), by])
+            })
+            .inc();
+        }
+    }
+
+    /// Records a dropped notification.
+    pub fn dropped(&self, provider: usize, reason: DropReason) {
+        if let Some(slot) = self.dropped.get(provider * DropReason::ALL.len() + reason as usize) {
+            slot.get_or_init(|| self.metrics.dropped.with_label_values(&[&self.providers[provider], reason.as_str()]))
+                .inc_by(1);
+        }
+    }
+
+    /// Sets a provider's gauges (called at scrape time).
+    pub fn set_gauges(&self, provider: usize, g: ProviderGauges) {
+        let Some(name) = self.providers.get(provider) else { return };
+        let m = &self.metrics;
+        m.up.with_label_values(&[name]).set(i64::from(g.up));
+        m.inflight.with_label_values(&[name]).set(g.inflight);
+        m.queued.with_label_values(&[name]).set(g.queued);
+        m.breaker_state.with_label_values(&[name]).set(g.breaker_state);
+    }
+
+    /// Removes the gauges of providers that are no longer configured (after a reload).
+    pub fn forget_provider(&self, name: &str) {
+        let m = &self.metrics;
+        for g in [&m.up, &m.inflight, &m.queued, &m.breaker_state] {
+            let _ = g.remove_label_values(&[name]);
+        }
+    }
+
+    /// The shared families.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    }
+
+    #[test]
+    fn records_with_the_right_labels() {
+        let m = Metrics::new();
+        let h = m.handles(&["default", "factory-a"], &["auth", "audit"]);
+        h.request(1, Hook::ClientAuthenticate, Outcome::Stop, Duration::from_millis(2));
+        h.request(1, Hook::ClientAuthenticate, Outcome::Stop, Duration::from_millis(3));
+        h.provider_call(0, Hook::MessagePublish, CallResult::Filtered, None);
+        h.provider_call(1, Hook::ClientAuthenticate, CallResult::Timeout, Some(Duration::from_millis(300)));
+        h.decision(0, Hook::ClientAuthenticate, Some(1));
+        h.decision(0, Hook::ClientAuthenticate, None);
+        h.dropped(1, DropReason::QueueFull);
+        h.set_gauges(0, ProviderGauges { up: true, inflight: 3, queued: 7, breaker_state: 2 });
+        m.reload(true);
+        let text = m.encode();
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_requests_total{hook=\"client.authenticate\",outcome=\"stop\",tenant=\"factory-a\"}"
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_request_duration_seconds_count{hook=\"client.authenticate\",tenant=\"factory-a\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_provider_calls_total{hook=\"message.publish\",provider=\"auth\",result=\"filtered\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_provider_call_duration_seconds_bucket{hook=\"client.authenticate\",provider=\"audit\",le=\"0.5\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_chain_decisions_total{decided_by=\"audit\",hook=\"client.authenticate\",tenant=\"default\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_chain_decisions_total{decided_by=\"none\",hook=\"client.authenticate\",tenant=\"default\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "exhook_gateway_notifications_dropped_total{provider=\"audit\",reason=\"queue_full\"}"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "exhook_gateway_provider_breaker_state{provider=\"auth\"}"), Some(2.0));
+        assert_eq!(value(&text, "exhook_gateway_notifications_queued{provider=\"auth\"}"), Some(7.0));
+        assert_eq!(value(&text, "exhook_gateway_config_reloads_total{result=\"success\"}"), Some(1.0));
+        assert!(text.contains("exhook_gateway_build_info{version=\""));
+        // Every exported family is in METRIC_NAMES and the other way round.
+        let mut exported: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+        exported.sort();
+        let mut names = METRIC_NAMES.to_vec();
+        names.sort();
+        assert_eq!(exported, names);
+        h.forget_provider("auth");
+        assert!(!m.encode().contains("exhook_gateway_provider_up{provider=\"auth\"}"));
+    }
+
+    #[test]
+    fn handles_survive_a_new_configuration() {
+        let m = Metrics::new();
+        m.handles(&["default"], &["a"]).request(0, Hook::SessionCreated, Outcome::Ack, Duration::ZERO);
+        m.handles(&["default"], &["b", "a"]).request(0, Hook::SessionCreated, Outcome::Ack, Duration::ZERO);
+        assert_eq!(
+            value(
+                &m.encode(),
+                "exhook_gateway_requests_total{hook=\"session.created\",outcome=\"ack\",tenant=\"default\"}"
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn out_of_range_indices_are_ignored() {
+        let m = Metrics::new();
+        let h = m.handles(&["default"], &["a"]);
+        h.provider_call(5, Hook::SessionCreated, CallResult::Ok, None);
+        h.request(3, Hook::SessionCreated, Outcome::Ack, Duration::ZERO);
+        h.set_gauges(9, ProviderGauges::default());
+        assert!(!m.encode().contains("session.created"));
+    }
+}
