@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use exhook_admin::{AdminState, ConfigInfo};
 use exhook_config::Config;
 use exhook_server::{Gateway, NoopObserver};
 
@@ -106,16 +107,99 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let config = Config::parse(&text, &path)?;
     let listen = config.server.listen;
+    let admin = config.admin.clone();
+    let drain_timeout = config.server.drain_timeout;
     let gateway = Gateway::new(config, Arc::new(NoopObserver))?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("server.listen: cannot bind {listen}"))?;
+    let token = match &admin.token_file {
+        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("admin.token_file: cannot read {}", f.display()))?),
+        None => None,
+    };
+    let admin_state = AdminState::new(gateway.clone(), token, ConfigInfo::new(Some(&path), &text));
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let mut admin_task = None;
+    if admin.enabled {
+        let admin_listener = tokio::net::TcpListener::bind(admin.listen)
+            .await
+            .with_context(|| format!("admin.listen: cannot bind {}", admin.listen))?;
+        tracing::info!(listen = %admin_listener.local_addr()?, "admin listener (metrics, health, status page)");
+        let mut stop = stopping.clone();
+        admin_task = Some(tokio::spawn(exhook_admin::serve(admin_listener, Arc::clone(&admin_state), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
     tracing::info!(%listen, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
+    admin_state.set_listener_up(true);
     gateway.start_loading();
-    gateway.serve(listener, shutdown_signal()).await?;
+    tokio::spawn(reload_on_sighup(path.clone(), gateway.clone(), Arc::clone(&admin_state)));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(?drain_timeout, "stopping: no new connections; finishing calls in flight");
+        let _ = stopping_tx.send(true);
+    });
+
+    let mut wait_stop = stopping.clone();
+    let serve = gateway.serve(listener, async move {
+        let _ = wait_stop.wait_for(|s| *s).await;
+    });
+    tokio::pin!(serve);
+    let mut wait_stop = stopping.clone();
+    let drain_started = tokio::select! {
+        r = &mut serve => { r?; tokio::time::Instant::now() }
+        _ = wait_stop.wait_for(|s| *s) => {
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout(drain_timeout, &mut serve).await {
+                Ok(r) => r?,
+                Err(_) => tracing::warn!("drain timeout: some EMQX connections did not close in time"),
+            }
+            started
+        }
+    };
+    admin_state.set_listener_up(false);
+    let left = gateway.drain(drain_timeout.saturating_sub(drain_started.elapsed())).await;
+    if left > 0 {
+        tracing::warn!(undelivered = left, "notifications still queued at shutdown (counted as dropped, reason shutdown)");
+    }
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     tracing::info!("exhook-gateway stopped");
     Ok(())
+}
+
+/// SIGHUP: re-read the file; a valid one replaces the running configuration atomically
+/// (unchanged providers keep their connections and breaker state); an invalid one is
+/// reported and the running configuration stays.
+async fn reload_on_sighup(path: PathBuf, gateway: Gateway, admin: Arc<AdminState>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))
+                .and_then(|text| Ok((Config::parse(&text, &path)?, text)));
+            match loaded.and_then(|(config, text)| Ok((gateway.reload(config)?, text))) {
+                Ok((report, text)) => {
+                    gateway.metrics().reload(true);
+                    admin.set_config(ConfigInfo::new(Some(&path), &text));
+                    tracing::info!(added = ?report.added, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
+                    if !report.needs_restart.is_empty() {
+                        tracing::warn!(settings = ?report.needs_restart, "these changes take effect after a restart");
+                    }
+                }
+                Err(e) => {
+                    gateway.metrics().reload(false);
+                    tracing::error!(error = %format!("{e:#}"), "configuration NOT reloaded; the running one stays");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, gateway, admin);
 }
 
 async fn shutdown_signal() {

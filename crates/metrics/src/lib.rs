@@ -255,6 +255,28 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// A provider's call latency over all hooks: `(upper bound in seconds, cumulative count)`
+    /// per bucket (for the status page's p99). Computed at request time, not on the hot path.
+    pub fn provider_latency(&self, provider: &str) -> Vec<(f64, u64)> {
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS.iter().map(|b| (*b, 0)).collect();
+        buckets.push((f64::INFINITY, 0));
+        for family in prometheus::core::Collector::collect(&self.provider_call_duration) {
+            for m in family.get_metric() {
+                if !m.get_label().iter().any(|l| l.name() == "provider" && l.value() == provider) {
+                    continue;
+                }
+                let h = m.get_histogram();
+                for (slot, b) in buckets.iter_mut().zip(h.get_bucket()) {
+                    slot.1 += b.cumulative_count();
+                }
+                if let Some(last) = buckets.last_mut() {
+                    last.1 += h.get_sample_count();
+                }
+            }
+        }
+        buckets
+    }
+
     /// The registry (for tests and embedding).
     pub fn registry(&self) -> &Registry {
         &self.registry

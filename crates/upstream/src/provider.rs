@@ -477,6 +477,7 @@ impl Provider {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
+            let mut failures = 0u32;
             loop {
                 let Some(this) = weak.upgrade() else { return };
                 let request = this.loader_request(&fallback);
@@ -486,8 +487,14 @@ impl Provider {
                         this.loading.store(false, Ordering::Release);
                         return;
                     }
+                    // One line when it starts failing, then quiet (debug) until it loads.
+                    Err(e) if failures == 0 => {
+                        failures += 1;
+                        tracing::warn!(provider = %this.name(), error = %e, "provider not loaded; retrying in the background");
+                    }
                     Err(e) => {
-                        tracing::warn!(provider = %this.name(), error = %e, retry_in = ?backoff, "provider not loaded; retrying");
+                        failures += 1;
+                        tracing::debug!(provider = %this.name(), error = %e, retry_in = ?backoff, failures, "provider still not loaded");
                     }
                 }
                 drop(this);
