@@ -5,6 +5,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the tests drive for real: promtool (Prometheus rules and /metrics lint) and
+# headless Chromium (the status page). Installed when missing; the tests fail in CI without them.
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The prometheus package may start a server; the tests only need promtool.
+    systemctl stop prometheus >/dev/null 2>&1 || pkill -x prometheus >/dev/null 2>&1 || true
+  else
+    echo "NOTICE: not root, cannot install ${need[*]}; tests that need them will say so"
+  fi
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"
