@@ -43,7 +43,12 @@ pub fn readiness(gateway: &Gateway, listener_up: bool) -> Readiness {
             any_explicit = true;
             if !chain.iter().any(|&i| loaded(i)) {
                 let names: Vec<&str> = chain.iter().map(|&i| config.providers[i].name.as_str()).collect();
-                reasons.push(format!("tenant {}: no provider of the {} chain is loaded ({})", t.name, hook, names.join(", ")));
+                reasons.push(format!(
+                    "tenant {}: no provider of the {} chain is loaded ({})",
+                    t.name,
+                    hook,
+                    names.join(", ")
+                ));
             }
         }
     }
@@ -158,7 +163,10 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
         .zip(&config.providers)
         .map(|(p, pc)| {
             let registration = p.registration();
-            let hooks = registration.as_ref().map(|r| r.hooks.iter().map(|h| h.name().to_owned()).collect()).unwrap_or_default();
+            let hooks = registration
+                .as_ref()
+                .map(|r| r.hooks.iter().map(|h| h.name().to_owned()).collect())
+                .unwrap_or_default();
             let topics = registration
                 .as_ref()
                 .map(|r| {
@@ -176,7 +184,12 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                 endpoints: p
                     .endpoints()
                     .into_iter()
-                    .map(|e| EndpointReport { url: e.url, healthy: e.healthy, ejected: e.ejected, inflight: e.inflight })
+                    .map(|e| EndpointReport {
+                        url: e.url,
+                        healthy: e.healthy,
+                        ejected: e.ejected,
+                        inflight: e.inflight,
+                    })
                     .collect(),
                 protocol: pc.protocol.map_or("auto", |v| v.as_str()).to_owned(),
                 version: p.version().map(|v| v.as_str().to_owned()),
@@ -225,10 +238,16 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                     let members: Vec<String> = t
                         .chain(hook)
                         .iter()
-                        .filter(|&&i| explicit || snap.providers()[i].registration().is_some_and(|r| r.hooks.contains(hook)))
+                        .filter(|&&i| {
+                            explicit || snap.providers()[i].registration().is_some_and(|r| r.hooks.contains(hook))
+                        })
                         .map(|&i| config.providers[i].name.clone())
                         .collect();
-                    (!members.is_empty()).then(|| ChainReport { hook: hook.name().to_owned(), explicit, providers: members })
+                    (!members.is_empty()).then(|| ChainReport {
+                        hook: hook.name().to_owned(),
+                        explicit,
+                        providers: members,
+                    })
                 })
                 .collect(),
         })

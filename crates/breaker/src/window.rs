@@ -91,7 +91,9 @@ impl Window {
         }
         let (calls, failures) = self.totals(now);
         *self = Window::new(window, now);
-        self.buckets[0] = Bucket { index: 0, calls, failures };
+        if let Some(first) = self.buckets.first_mut() {
+            *first = Bucket { index: 0, calls, failures };
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use exhook_hooks::{Hook, HookKind, HookSet, Version};
 
 use crate::raw::{RawBreaker, RawConfig, RawProvider, RawTenant};
-use crate::{AdminConfig, BreakerSettings, Config, FailedAction, NotifyMode, ProviderConfig, ServerConfig, TenantConfig};
+use crate::{
+    AdminConfig, BreakerSettings, Config, FailedAction, NotifyMode, ProviderConfig, ServerConfig, TenantConfig,
+};
 
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
@@ -269,7 +271,14 @@ fn tenant(
             None
         }
     };
-    TenantConfig { name: name.to_owned(), cluster_names: cluster_names.to_vec(), providers, explicit, max_inflight, chains }
+    TenantConfig {
+        name: name.to_owned(),
+        cluster_names: cluster_names.to_vec(),
+        providers,
+        explicit,
+        max_inflight,
+        chains,
+    }
 }
 
 pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
@@ -281,7 +290,8 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
     });
     let default_deadline =
         duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
-    let drain_timeout = duration(&mut p, "server.drain_timeout", raw.server.drain_timeout.as_deref(), DEFAULT_DRAIN_TIMEOUT);
+    let drain_timeout =
+        duration(&mut p, "server.drain_timeout", raw.server.drain_timeout.as_deref(), DEFAULT_DRAIN_TIMEOUT);
     let admin_text = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
     let admin_listen = admin_text.parse::<SocketAddr>().unwrap_or_else(|e| {
         p.add("admin.listen", format!("{admin_text:?} is not an address:port ({e})"));

@@ -116,7 +116,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("server.listen: cannot bind {listen}"))?;
     let token = match &admin.token_file {
-        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("admin.token_file: cannot read {}", f.display()))?),
+        Some(f) => {
+            Some(std::fs::read_to_string(f).with_context(|| format!("admin.token_file: cannot read {}", f.display()))?)
+        }
         None => None,
     };
     let admin_state = AdminState::new(gateway.clone(), token, ConfigInfo::new(Some(&path), &text));
@@ -132,7 +134,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         })));
     }
-    tracing::info!(%listen, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
     admin_state.set_listener_up(true);
     gateway.start_loading();
     tokio::spawn(reload_on_sighup(path.clone(), gateway.clone(), Arc::clone(&admin_state)));
@@ -162,7 +165,10 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     admin_state.set_listener_up(false);
     let left = gateway.drain(drain_timeout.saturating_sub(drain_started.elapsed())).await;
     if left > 0 {
-        tracing::warn!(undelivered = left, "notifications still queued at shutdown (counted as dropped, reason shutdown)");
+        tracing::warn!(
+            undelivered = left,
+            "notifications still queued at shutdown (counted as dropped, reason shutdown)"
+        );
     }
     if let Some(t) = admin_task {
         let _ = t.await;

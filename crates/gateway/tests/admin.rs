@@ -19,7 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin listener");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -86,7 +88,10 @@ async fn scenario() -> (SimProvider, SimProvider, SimProvider, TestGateway) {
     let publisher = SimProvider::builder(Version::V2)
         .hook_topics("message.publish", &["a/#"])
         .script(valued(|c| {
-            Reply::message(ResponsedType::Continue, c.request::<model::MessagePublishRequest>().message.unwrap_or_default())
+            Reply::message(
+                ResponsedType::Continue,
+                c.request::<model::MessagePublishRequest>().message.unwrap_or_default(),
+            )
         }))
         .start()
         .await
@@ -114,7 +119,10 @@ async fn drive(gw: &TestGateway, audit: &SimProvider) {
         emqx.valued(&publish(topic, "x", Version::V3)).await.unwrap();
     }
     for i in 0..4 {
-        let req = model::SessionCreatedRequest { clientinfo: client_info(&format!("c{i}")), meta: meta(Version::V3, "emqxcl") };
+        let req = model::SessionCreatedRequest {
+            clientinfo: client_info(&format!("c{i}")),
+            meta: meta(Version::V3, "emqxcl"),
+        };
         emqx.notify(&req).await.unwrap();
     }
     assert_eq!(audit.wait_for(Hook::SessionCreated, 4, Duration::from_secs(5)).await.len(), 4);
@@ -134,7 +142,10 @@ async fn metrics_count_known_traffic_exactly() {
         value(&m, &format!("exhook_gateway_requests_total{{hook=\"{hook}\",outcome=\"{outcome}\",tenant=\"default\"}}"))
     };
     let call = |p: &str, hook: &str, result: &str| {
-        value(&m, &format!("exhook_gateway_provider_calls_total{{hook=\"{hook}\",provider=\"{p}\",result=\"{result}\"}}"))
+        value(
+            &m,
+            &format!("exhook_gateway_provider_calls_total{{hook=\"{hook}\",provider=\"{p}\",result=\"{result}\"}}"),
+        )
     };
     assert_eq!(req("client.authenticate", "continue"), 3.0);
     assert_eq!(req("client.authenticate", "stop"), 2.0);
@@ -149,7 +160,9 @@ async fn metrics_count_known_traffic_exactly() {
     let decided = |by: &str| {
         value(
             &m,
-            &format!("exhook_gateway_chain_decisions_total{{decided_by=\"{by}\",hook=\"client.authenticate\",tenant=\"default\"}}"),
+            &format!(
+                "exhook_gateway_chain_decisions_total{{decided_by=\"{by}\",hook=\"client.authenticate\",tenant=\"default\"}}"
+            ),
         )
     };
     assert_eq!(decided("auth"), 2.0);
@@ -159,7 +172,10 @@ async fn metrics_count_known_traffic_exactly() {
         5.0
     );
     assert_eq!(
-        value(&m, "exhook_gateway_provider_call_duration_seconds_count{hook=\"client.authenticate\",provider=\"auth\"}"),
+        value(
+            &m,
+            "exhook_gateway_provider_call_duration_seconds_count{hook=\"client.authenticate\",provider=\"auth\"}"
+        ),
         5.0
     );
     for p in ["auth", "publisher", "audit"] {
@@ -310,4 +326,3 @@ async fn status_page_renders_in_chromium() {
     traffic.await.unwrap();
     let _ = std::fs::remove_dir_all(&profile);
 }
-

@@ -108,6 +108,8 @@ label_enum!(
         Closed => "closed",
         /// Still queued when the gateway shut down.
         Shutdown => "shutdown",
+        /// Taken off the queue but not delivered (provider failed, timed out, breaker open).
+        DeliveryFailed => "delivery_failed",
     }
 );
 

@@ -136,7 +136,12 @@ impl Runtime {
     }
 
     /// A valued hook: the fold over the tenant's chain, inside the caller's deadline.
-    pub(crate) async fn valued<R: ValuedRequest>(&self, request: R, deadline: Instant, received: Instant) -> ValuedResponse {
+    pub(crate) async fn valued<R: ValuedRequest>(
+        &self,
+        request: R,
+        deadline: Instant,
+        received: Instant,
+    ) -> ValuedResponse {
         let (t, tenant) = self.tenant(request.meta());
         let slot = self.admit(t);
         let chain = tenant.chain(R::HOOK);
@@ -194,14 +199,24 @@ impl Runtime {
         let elapsed = received.elapsed();
         self.metrics.request(t, R::HOOK, outcome, elapsed);
         self.metrics.decision(t, R::HOOK, decided_by);
-        self.observer.call(&CallEvent { tenant: &tenant.name, hook: R::HOOK, valued: Some((&response, ending)), elapsed });
+        self.observer.call(&CallEvent {
+            tenant: &tenant.name,
+            hook: R::HOOK,
+            valued: Some((&response, ending)),
+            elapsed,
+        });
         debug_assert!(response.r#type != ResponsedType::Continue as i32 || response.value.is_some());
         response
     }
 
     /// A notification: queued to every subscribed provider (answered at once), or delivered
     /// and awaited for providers with `notify = "after-delivery"`.
-    pub(crate) async fn notify<R: HookRequest>(&self, request: R, deadline: Instant, received: Instant) -> EmptySuccess {
+    pub(crate) async fn notify<R: HookRequest>(
+        &self,
+        request: R,
+        deadline: Instant,
+        received: Instant,
+    ) -> EmptySuccess {
         let (t, tenant) = self.tenant(request.meta());
         let key_hash = hash_key(request.dispatch_key());
         let topic = request.topic();

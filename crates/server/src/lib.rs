@@ -128,7 +128,11 @@ impl Gateway {
     }
 
     /// As [`Gateway::new`], recording into `metrics`.
-    pub fn with_metrics(config: Config, observer: Arc<dyn Observer>, metrics: Arc<Metrics>) -> Result<Gateway, ServeError> {
+    pub fn with_metrics(
+        config: Config,
+        observer: Arc<dyn Observer>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Gateway, ServeError> {
         let providers = config.providers.iter().map(new_provider).collect::<Result<Vec<_>, _>>()?;
         let runtime = build_runtime(config, providers, &metrics, Arc::clone(&observer));
         Ok(Gateway {
@@ -190,7 +194,9 @@ impl Gateway {
         let old = self.shared.current();
         let mut report = ReloadReport::default();
         if config.server.listen != old.config.server.listen {
-            report.needs_restart.push(format!("server.listen ({} -> {})", old.config.server.listen, config.server.listen));
+            report
+                .needs_restart
+                .push(format!("server.listen ({} -> {})", old.config.server.listen, config.server.listen));
         }
         if config.admin != old.config.admin {
             report.needs_restart.push("admin".to_owned());
@@ -248,7 +254,11 @@ impl Gateway {
 
     /// Serves the three packages on `listener` until `shutdown` completes, then lets calls in
     /// flight finish (gracefully closing HTTP/2 connections).
-    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()
             .tcp_nodelay(true)

@@ -376,7 +376,12 @@ impl SimProviderBuilder {
 
     /// Starts serving on a fresh loopback port.
     pub async fn start(self) -> std::io::Result<SimProvider> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        self.start_on("127.0.0.1:0").await
+    }
+
+    /// Starts serving on `addr`.
+    pub async fn start_on(self, addr: &str) -> std::io::Result<SimProvider> {
+        let listener = TcpListener::bind(addr).await?;
         let (changed, _) = watch::channel(0);
         let inner = Arc::new(Inner {
             version: self.version,

@@ -1,8 +1,8 @@
 //! One replica of a provider: its HTTP/2 connections, in-flight count, health and ejection.
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -49,7 +49,11 @@ pub struct EndpointStatus {
 }
 
 impl Endpoint {
-    pub(crate) fn new(url: &str, connections: usize, connect_timeout: Duration) -> Result<Endpoint, tonic::transport::Error> {
+    pub(crate) fn new(
+        url: &str,
+        connections: usize,
+        connect_timeout: Duration,
+    ) -> Result<Endpoint, tonic::transport::Error> {
         let endpoint = TonicEndpoint::from_shared(url.to_owned())?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
@@ -142,7 +146,7 @@ impl Drop for InflightGuard<'_> {
 ///
 /// Falls back to unhealthy replicas when none is available (better a try than a certain
 /// failure: the breaker decides whether to call at all).
-pub(crate) fn pick<'a>(endpoints: &'a [Endpoint], key_hash: u64, sticky: bool, random: u64) -> &'a Endpoint {
+pub(crate) fn pick(endpoints: &[Endpoint], key_hash: u64, sticky: bool, random: u64) -> &Endpoint {
     if endpoints.len() == 1 {
         return &endpoints[0];
     }
@@ -197,7 +201,9 @@ mod tests {
     use super::*;
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
-        (0..n).map(|i| Endpoint::new(&format!("http://127.0.0.1:{}", 1000 + i), 1, Duration::from_secs(1)).unwrap()).collect()
+        (0..n)
+            .map(|i| Endpoint::new(&format!("http://127.0.0.1:{}", 1000 + i), 1, Duration::from_secs(1)).unwrap())
+            .collect()
     }
 
     #[tokio::test]

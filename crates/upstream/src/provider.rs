@@ -231,6 +231,12 @@ impl Provider {
         }
     }
 
+    pub(crate) fn record_drop(&self, reason: exhook_metrics::DropReason) {
+        if let Some(m) = self.metrics.load().as_ref() {
+            m.handles.dropped(m.index, reason);
+        }
+    }
+
     /// The package it speaks, once known.
     pub fn version(&self) -> Option<Version> {
         version_from_u8(self.version.load(Ordering::Acquire))
@@ -351,9 +357,19 @@ impl Provider {
             let mut request = tonic::Request::new(body);
             request.set_timeout(timeout);
             let path = http::uri::PathAndQuery::from_static(hook.path(version));
-            grpc.unary(request, path, RawCodec::<D>::default()).await.map(tonic::Response::into_inner).map_err(CallError::Status)
+            grpc.unary(request, path, RawCodec::<D>::default())
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(CallError::Status)
         };
         let result = match tokio::time::timeout(timeout, call).await {
+            // The provider's own gRPC server enforced the grpc-timeout we sent (tonic answers
+            // CANCELLED, others DEADLINE_EXCEEDED): the same timeout, seen from the other side.
+            Ok(Err(CallError::Status(s)))
+                if matches!(s.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded) =>
+            {
+                Err(CallError::Timeout(timeout))
+            }
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout(timeout)),
         };
@@ -366,8 +382,11 @@ impl Provider {
                 // A timeout imposed by EMQX's remaining budget rather than the provider's own
                 // timeout says little about the provider: neutral for the breaker.
                 let cut_short = matches!(e, CallError::Timeout(t) if *t < settings.timeout);
-                let cancelled = matches!(e, CallError::Status(s) if s.code() == tonic::Code::Cancelled);
-                if cut_short || cancelled { permit.ignore() } else { permit.failure() }
+                if cut_short {
+                    permit.ignore()
+                } else {
+                    permit.failure()
+                }
                 let reached = e.reached();
                 if reached {
                     endpoint.record(true, settings.eject_after, settings.eject_for);
@@ -384,7 +403,11 @@ impl Provider {
 
     /// Calls `OnProviderLoaded` (probing packages newest first when the protocol is `auto`
     /// and not yet known), and records the registration.
-    pub async fn load(&self, request: &ProviderLoadedRequest, timeout: Duration) -> Result<Arc<Registration>, LoadError> {
+    pub async fn load(
+        &self,
+        request: &ProviderLoadedRequest,
+        timeout: Duration,
+    ) -> Result<Arc<Registration>, LoadError> {
         self.last_loaded_request.store(Some(Arc::new(request.clone())));
         let candidates: &[Version] = match self.version() {
             Some(Version::V1) => &[Version::V1],
@@ -457,7 +480,16 @@ impl Provider {
     }
 
     fn mark_failed(&self) {
-        if self.state.compare_exchange(ProviderState::Loaded as u8, ProviderState::Failed as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .state
+            .compare_exchange(
+                ProviderState::Loaded as u8,
+                ProviderState::Failed as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
             tracing::warn!(provider = %self.name(), "provider failed; it will be re-loaded when it answers again");
         }
     }
@@ -515,10 +547,8 @@ impl Provider {
         let left = self.queues.drain(deadline).await;
         if left > 0 {
             self.stats.notify_dropped_shutdown.fetch_add(left as u64, Ordering::Relaxed);
-            if let Some(m) = self.metrics.load().as_ref() {
-                for _ in 0..left {
-                    m.handles.dropped(m.index, exhook_metrics::DropReason::Shutdown);
-                }
+            for _ in 0..left {
+                self.record_drop(exhook_metrics::DropReason::Shutdown);
             }
         }
         left

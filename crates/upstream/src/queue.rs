@@ -127,8 +127,10 @@ async fn deliver(
             Err(e) => {
                 tracing::debug!(provider = %p.name(), hook = %n.hook, error = %e, "notification not delivered");
                 p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
-                let elapsed = matches!(e, crate::CallError::Timeout(_) | crate::CallError::Status(_)).then(|| started.elapsed());
+                let elapsed =
+                    matches!(e, crate::CallError::Timeout(_) | crate::CallError::Status(_)).then(|| started.elapsed());
                 p.record_metric(n.hook, e.result(), elapsed);
+                p.record_drop(exhook_metrics::DropReason::DeliveryFailed);
             }
         }
         drop(p);
