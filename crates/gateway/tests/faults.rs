@@ -521,3 +521,55 @@ async fn graceful_shutdown_loses_no_call() {
     eprintln!("FAULT shutdown: in_flight=20 lost=0 exited_after={:?} status=0", stopping.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replica_is_ejected_and_the_others_serve() {
+    let mut one =
+        ProviderProcess::spawn(&["--package", "v3", "--hook", "client.authenticate", "--hook", "session.created"])
+            .await;
+    let two = SimProvider::builder(Version::V3)
+        .hooks(&["client.authenticate", "session.created"])
+        .script(valued(|_| Reply::bool(ResponsedType::Continue, true)))
+        .start()
+        .await
+        .unwrap();
+    let toml = format!(
+        "[[providers]]\nname = \"team\"\nurls = [\"{}\", \"{}\"]\nprotocol = \"v3\"\ntimeout = \"300ms\"\nfailed_action = \"deny\"\neject_after = 2\neject_for = \"30s\"\n[providers.breaker]\nconsecutive_failures = 0\nminimum_calls = 1000\n",
+        one.url(),
+        two.url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    let (emqx, _) = gw.loaded_emqx(Version::V3).await;
+    // Both replicas take calls while healthy.
+    for i in 0..40 {
+        emqx.valued(&authn(&format!("c{i}"), true, Version::V3)).await.unwrap();
+    }
+    let at_two_before = two.calls_of(Hook::ClientAuthenticate).len();
+    assert!(at_two_before > 0 && at_two_before < 40, "calls spread over both replicas: {at_two_before}/40");
+    one.kill().await;
+    let mut denied = 0;
+    for i in 0..100 {
+        let r = emqx.valued(&authn(&format!("c{i}"), true, Version::V3)).await.unwrap();
+        if r == bool_answer(ResponsedType::StopAndReturn, false) {
+            denied += 1;
+        }
+    }
+    // Calls that hit the dead replica are retried on the other (UNAVAILABLE is retryable):
+    // EMQX sees no failure at all, and the dead replica is ejected after `eject_after`.
+    assert_eq!(denied, 0);
+    let status = gw.gateway.provider("team").unwrap().endpoints();
+    assert!(status.iter().any(|e| e.ejected), "{status:?}");
+    // Notifications for one client stay on one (live) replica.
+    for _ in 0..10 {
+        emqx.notify(&model::SessionCreatedRequest {
+            clientinfo: client_info("sticky"),
+            meta: meta(Version::V3, "emqxcl"),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(two.wait_for(Hook::SessionCreated, 10, Duration::from_secs(5)).await.len(), 10);
+    eprintln!(
+        "FAULT replica: dead replica ejected; 100 of 100 calls served (0 denied), sticky notifications on the live replica"
+    );
+}

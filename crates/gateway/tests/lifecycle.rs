@@ -240,3 +240,61 @@ async fn after_delivery_providers_are_awaited_queued_ones_are_not() {
         .expect("answered inside EMQX's deadline");
     assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_unchanged_providers_and_their_breaker_state() {
+    let a = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
+    let b = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
+    let c = SimProvider::builder(Version::V2).hook("client.authenticate").start().await.unwrap();
+    let before = format!(
+        "{}{}[chains]\n\"client.authenticate\" = [\"a\", \"b\"]\n",
+        provider("a", &a.url(), "v3", "1s", "ignore"),
+        provider("b", &b.url(), "v3", "1s", "ignore")
+    );
+    let gw = TestGateway::start(&before).await;
+    let (emqx, _) = gw.loaded_emqx(Version::V3).await;
+    let old_a = gw.gateway.provider("a").unwrap();
+    let old_b = gw.gateway.provider("b").unwrap();
+    // Trip a's breaker (5 consecutive failures by default).
+    a.set_script(exhook_sim::valued(|_| Reply::Status(tonic::Status::internal("down"))));
+    for _ in 0..5 {
+        emqx.valued(&authn("x", true, Version::V3)).await.unwrap();
+    }
+    assert_eq!(old_a.breaker_state(), exhook_upstream::BreakerState::Open);
+
+    // New file: a's timeout changes (kept in place), b moves to another replica URL
+    // (re-created), c is new, and the chain changes.
+    let after = format!(
+        "{}{}{}[chains]\n\"client.authenticate\" = [\"c\", \"a\", \"b\"]\n",
+        provider("a", &a.url(), "v3", "2s", "ignore"),
+        provider("b", &c.url(), "v3", "1s", "ignore"),
+        provider("c", &c.url(), "v2", "1s", "ignore")
+    );
+    let config = exhook_config::Config::parse(&after, std::path::Path::new("<reload>")).unwrap();
+    let report = gw.gateway.reload(config).unwrap();
+    assert_eq!(report.kept, ["a"]);
+    assert_eq!(report.added, ["b", "c"]);
+    assert!(report.removed.is_empty());
+    let new_a = gw.gateway.provider("a").unwrap();
+    assert!(std::sync::Arc::ptr_eq(&old_a, &new_a), "unchanged connection settings: the same provider");
+    assert_eq!(new_a.breaker_state(), exhook_upstream::BreakerState::Open, "breaker state survives the reload");
+    assert_eq!(new_a.config().timeout, Duration::from_secs(2), "soft settings applied in place");
+    assert!(new_a.registration().is_some(), "registration kept");
+    assert!(!std::sync::Arc::ptr_eq(&old_b, &gw.gateway.provider("b").unwrap()));
+    // The new chain is live (c and the new b load on EMQX's next OnProviderLoaded).
+    gw.loaded_emqx(Version::V3).await;
+    c.set_script(exhook_sim::valued(|_| {
+        Reply::bool(exhook_proto::model::valued_response::ResponsedType::StopAndReturn, false)
+    }));
+    let r = emqx.valued(&authn("x", true, Version::V3)).await.unwrap();
+    assert_eq!(r.r#type, exhook_proto::model::valued_response::ResponsedType::StopAndReturn as i32);
+    assert_eq!(c.calls_of(Hook::ClientAuthenticate).len(), 1);
+
+    // Removing a provider drops it from the snapshot.
+    let config =
+        exhook_config::Config::parse(&provider("a", &a.url(), "v3", "2s", "ignore"), std::path::Path::new("<reload>"))
+            .unwrap();
+    let report = gw.gateway.reload(config).unwrap();
+    assert_eq!(report.removed, ["b", "c"]);
+    assert!(gw.gateway.provider("c").is_none());
+}

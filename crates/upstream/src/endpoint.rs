@@ -138,43 +138,40 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
-/// Chooses a replica.
+/// Chooses a replica (by index), never `exclude` (the replica a call just failed on).
 ///
 /// * `sticky` (notifications): rendezvous hashing of the key over the available replicas, so
 ///   one client's events go to one replica, and an ejection moves only that replica's clients.
 /// * otherwise: power of two choices by fewest calls in flight.
 ///
 /// Falls back to unhealthy replicas when none is available (better a try than a certain
-/// failure: the breaker decides whether to call at all).
-pub(crate) fn pick(endpoints: &[Endpoint], key_hash: u64, sticky: bool, random: u64) -> &Endpoint {
-    if endpoints.len() == 1 {
-        return &endpoints[0];
+/// failure: the breaker decides whether to call at all). `None` only when `exclude` was the
+/// only replica.
+pub(crate) fn pick(
+    endpoints: &[Endpoint],
+    key_hash: u64,
+    sticky: bool,
+    random: u64,
+    exclude: Option<usize>,
+) -> Option<usize> {
+    let n = endpoints.len();
+    if n == 1 {
+        return (exclude != Some(0)).then_some(0);
     }
     let now = now_ms();
-    let any_available = endpoints.iter().any(|e| e.available(now));
-    let eligible = |e: &Endpoint| !any_available || e.available(now);
+    let allowed = |i: usize| Some(i) != exclude;
+    let any_available = (0..n).any(|i| allowed(i) && endpoints[i].available(now));
+    let eligible = |i: usize| allowed(i) && (!any_available || endpoints[i].available(now));
     if sticky {
-        return endpoints
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| eligible(e))
-            .max_by_key(|(i, _)| mix(key_hash ^ mix(*i as u64 + 1)))
-            .map_or(&endpoints[0], |(_, e)| e);
+        return (0..n).filter(|&i| eligible(i)).max_by_key(|&i| mix(key_hash ^ mix(i as u64 + 1)));
     }
-    let n = endpoints.len() as u64;
-    let a = &endpoints[(random % n) as usize];
-    let b = &endpoints[((random >> 32) % n) as usize];
+    let a = (random % n as u64) as usize;
+    let b = ((random >> 32) % n as u64) as usize;
     match (eligible(a), eligible(b)) {
-        (true, true) => {
-            if b.inflight() < a.inflight() {
-                b
-            } else {
-                a
-            }
-        }
-        (true, false) => a,
-        (false, true) => b,
-        (false, false) => endpoints.iter().find(|e| eligible(e)).unwrap_or(a),
+        (true, true) => Some(if endpoints[b].inflight() < endpoints[a].inflight() { b } else { a }),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => (0..n).filter(|&i| eligible(i)).min_by_key(|&i| endpoints[i].inflight()),
     }
 }
 
@@ -210,10 +207,10 @@ mod tests {
     async fn sticky_keeps_a_key_and_moves_only_ejected_keys() {
         let eps = endpoints(3);
         let keys: Vec<u64> = (0..300).map(|i| hash_key(&format!("client-{i}"))).collect();
-        let before: Vec<usize> =
-            keys.iter().map(|k| eps.iter().position(|e| std::ptr::eq(e, pick(&eps, *k, true, 0))).unwrap()).collect();
+        let before: Vec<usize> = keys.iter().map(|k| pick(&eps, *k, true, 0, None).unwrap()).collect();
         for (k, b) in keys.iter().zip(&before) {
-            assert_eq!(eps.iter().position(|e| std::ptr::eq(e, pick(&eps, *k, true, 99))).unwrap(), *b);
+            assert_eq!(pick(&eps, *k, true, 99, None), Some(*b));
+            assert_ne!(pick(&eps, *k, true, 99, Some(*b)), Some(*b), "never the excluded replica");
         }
         let used: std::collections::HashSet<_> = before.iter().collect();
         assert_eq!(used.len(), 3, "keys spread over every replica");
@@ -222,7 +219,7 @@ mod tests {
             eps[1].record(false, 5, Duration::from_secs(60));
         }
         for (k, b) in keys.iter().zip(&before) {
-            let now = eps.iter().position(|e| std::ptr::eq(e, pick(&eps, *k, true, 0))).unwrap();
+            let now = pick(&eps, *k, true, 0, None).unwrap();
             if *b == 1 {
                 assert_ne!(now, 1);
             } else {
@@ -237,13 +234,16 @@ mod tests {
         let _busy = [eps[0].begin(), eps[0].begin()];
         for r in 0..50u64 {
             let random = r | ((r + 1) << 32); // two different replicas
-            assert!(std::ptr::eq(pick(&eps, 0, false, random), &eps[1]));
+            assert_eq!(pick(&eps, 0, false, random, None), Some(1));
         }
+        assert_eq!(pick(&eps, 0, false, 1 << 32, Some(1)), Some(0), "retry goes elsewhere");
         eps[1].set_healthy(false);
-        assert!(std::ptr::eq(pick(&eps, 0, false, 1 << 32), &eps[0]));
+        assert_eq!(pick(&eps, 0, false, 1 << 32, None), Some(0));
         // Nobody available: still pick someone.
         eps[0].set_healthy(false);
-        let _ = pick(&eps, 0, false, 7);
+        assert!(pick(&eps, 0, false, 7, None).is_some());
+        let single = endpoints(1);
+        assert_eq!(pick(&single, 0, false, 0, Some(0)), None);
     }
 
     #[tokio::test]

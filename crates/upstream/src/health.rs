@@ -55,7 +55,7 @@ pub fn spawn_health_checker(provider: &Arc<Provider>, fallback: ProviderLoadedRe
                 Some(p) => p.config().health_interval,
                 None => return,
             };
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(crate::provider::jitter(interval)).await;
             let Some(p) = weak.upgrade() else { return };
             let timeout = p.config().timeout.min(Duration::from_secs(1));
             let mut any_up = false;

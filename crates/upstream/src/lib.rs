@@ -19,5 +19,5 @@ mod registration;
 pub use endpoint::{EndpointStatus, hash_key};
 pub use exhook_breaker::{BreakerSnapshot, BreakerState};
 pub use health::spawn_health_checker;
-pub use provider::{CallError, LoadError, MetricsSlot, Provider, ProviderState, ProviderStats};
+pub use provider::{Backoff, CallError, LoadError, MetricsSlot, Provider, ProviderState, ProviderStats};
 pub use registration::Registration;

@@ -349,7 +349,47 @@ impl Provider {
             permit.ignore();
             return Err(CallError::Shed(inflight));
         }
-        let endpoint = pick(&self.endpoints, key_hash, sticky, random());
+        let started = Instant::now();
+        let Some(first) = pick(&self.endpoints, key_hash, sticky, random(), None) else {
+            permit.ignore();
+            return Err(CallError::NotLoaded);
+        };
+        let mut result = self.attempt(&self.endpoints[first], hook, version, body.clone(), timeout, key_hash).await;
+        self.note(first, &result, timeout);
+        // UNAVAILABLE (connection refused or reset, or the provider said so) is gRPC's
+        // retryable code: try one other replica with what is left of the timeout.
+        if matches!(&result, Err(CallError::Status(s)) if s.code() == tonic::Code::Unavailable) {
+            let left = timeout.saturating_sub(started.elapsed());
+            if let Some(other) =
+                pick(&self.endpoints, key_hash, sticky, random(), Some(first)).filter(|_| !left.is_zero())
+            {
+                result = self.attempt(&self.endpoints[other], hook, version, body, left, key_hash).await;
+                self.note(other, &result, left);
+            }
+        }
+        match &result {
+            Ok(_) => permit.success(),
+            // A timeout imposed by EMQX's remaining budget rather than the provider's own
+            // timeout says little about the provider: neutral for the breaker.
+            Err(CallError::Timeout(t)) if *t < settings.timeout => permit.ignore(),
+            Err(_) => permit.failure(),
+        }
+        result
+    }
+
+    /// One attempt on one replica.
+    async fn attempt<D>(
+        &self,
+        endpoint: &Endpoint,
+        hook: Hook,
+        version: Version,
+        body: Bytes,
+        timeout: Duration,
+        key_hash: u64,
+    ) -> Result<D, CallError>
+    where
+        D: prost::Message + Default + Send + 'static,
+    {
         let _busy = endpoint.begin();
         let mut grpc = endpoint.channel(key_hash);
         let call = async {
@@ -362,7 +402,7 @@ impl Provider {
                 .map(tonic::Response::into_inner)
                 .map_err(CallError::Status)
         };
-        let result = match tokio::time::timeout(timeout, call).await {
+        match tokio::time::timeout(timeout, call).await {
             // The provider's own gRPC server enforced the grpc-timeout we sent (tonic answers
             // CANCELLED, others DEADLINE_EXCEEDED): the same timeout, seen from the other side.
             Ok(Err(CallError::Status(s)))
@@ -372,33 +412,31 @@ impl Provider {
             }
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout(timeout)),
-        };
-        match &result {
+        }
+    }
+
+    /// Records an attempt's result on its replica (outlier ejection, health).
+    fn note<D>(&self, index: usize, result: &Result<D, CallError>, timeout: Duration) {
+        let settings = self.settings.load();
+        let endpoint = &self.endpoints[index];
+        match result {
             Ok(_) => {
-                permit.success();
                 endpoint.record(true, settings.eject_after, settings.eject_for);
             }
             Err(e) => {
-                // A timeout imposed by EMQX's remaining budget rather than the provider's own
-                // timeout says little about the provider: neutral for the breaker.
-                let cut_short = matches!(e, CallError::Timeout(t) if *t < settings.timeout);
-                if cut_short {
-                    permit.ignore()
-                } else {
-                    permit.failure()
-                }
-                let reached = e.reached();
-                if reached {
+                let cut_short =
+                    matches!(e, CallError::Timeout(t) if *t < settings.timeout) || timeout < settings.timeout;
+                if e.reached() {
                     endpoint.record(true, settings.eject_after, settings.eject_for);
                 } else if !cut_short {
                     endpoint.record(false, settings.eject_after, settings.eject_for);
                 }
-                if !reached && !cut_short && !self.endpoints.iter().any(Endpoint::is_healthy) {
+                let now = crate::endpoint::now_ms();
+                if !e.reached() && !cut_short && !self.endpoints.iter().any(|e| e.available(now)) {
                     self.mark_failed();
                 }
             }
         }
-        result
     }
 
     /// Calls `OnProviderLoaded` (probing packages newest first when the protocol is `auto`
@@ -458,7 +496,7 @@ impl Provider {
     }
 
     async fn load_call(&self, version: Version, body: Bytes, timeout: Duration) -> Result<LoadedResponse, CallError> {
-        let endpoint = pick(&self.endpoints, 0, false, random());
+        let endpoint = &self.endpoints[pick(&self.endpoints, 0, false, random(), None).unwrap_or(0)];
         let mut grpc = endpoint.channel(0);
         let call = async {
             grpc.ready().await.map_err(|e| CallError::Status(tonic::Status::unavailable(e.to_string())))?;
@@ -508,7 +546,7 @@ impl Provider {
         }
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(250);
+            let mut backoff = Backoff::new(Duration::from_millis(250), max_backoff);
             let mut failures = 0u32;
             loop {
                 let Some(this) = weak.upgrade() else { return };
@@ -526,12 +564,11 @@ impl Provider {
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::debug!(provider = %this.name(), error = %e, retry_in = ?backoff, failures, "provider still not loaded");
+                        tracing::debug!(provider = %this.name(), error = %e, failures, "provider still not loaded");
                     }
                 }
                 drop(this);
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(max_backoff);
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         });
     }
@@ -563,8 +600,49 @@ impl Drop for CountGuard<'_> {
     }
 }
 
-/// ±20% jitter so that many gateways do not retry in lock-step.
+/// Jittered exponential backoff: `initial`, doubling up to `max`, each delay ±20 % so that
+/// many gateways (or providers) do not retry in lock-step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at `initial`.
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff { next: initial.min(max), max }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        jitter(d)
+    }
+}
+
+/// ±20 % jitter.
 pub(crate) fn jitter(d: Duration) -> Duration {
     let factor = 0.8 + (random() % 1000) as f64 / 1000.0 * 0.4;
     d.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let bases = [250u64, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000];
+        for base in bases {
+            let d = b.next_delay().as_millis() as u64;
+            assert!(d >= base * 8 / 10 && d <= base * 12 / 10, "{d} not within 20% of {base}");
+        }
+        let spread: std::collections::HashSet<u128> = (0..20)
+            .map(|_| Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay().as_micros())
+            .collect();
+        assert!(spread.len() > 1, "jitter varies");
+    }
 }
