@@ -77,35 +77,9 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// `[providers.breaker]`: when a provider's circuit opens and how it recovers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerSettings {
-    /// Open when failures / calls in the window reach this (0 < rate ≤ 1)…
-    pub failure_rate: f64,
-    /// …and at least this many calls were made in the window.
-    pub minimum_calls: u32,
-    /// The rolling window.
-    pub window: Duration,
-    /// Also open after this many failures in a row (0: never).
-    pub consecutive_failures: u32,
-    /// How long it stays open before probing.
-    pub open_duration: Duration,
-    /// Probe calls admitted while half-open; all must succeed to close.
-    pub half_open_probes: u32,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            failure_rate: 0.5,
-            minimum_calls: 20,
-            window: Duration::from_secs(10),
-            consecutive_failures: 5,
-            open_duration: Duration::from_secs(5),
-            half_open_probes: 3,
-        }
-    }
-}
+/// `[providers.breaker]`: when a provider's circuit opens and how it recovers (the breaker's
+/// own configuration type, validated here key by key).
+pub use exhook_breaker::BreakerConfig as BreakerSettings;
 
 /// One `[[providers]]` entry.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,6 +12,7 @@ use exhook_hooks::{Hook, Version};
 use exhook_proto::model::{self, ValuedResponse, valued_response::ResponsedType, valued_response::Value};
 use exhook_server::observe::{CallEvent, Observer, StepEvent, StepResult};
 use exhook_server::{Gateway, outcome_name};
+use exhook_sim::sample::{self, meta};
 use exhook_sim::{EmqxClient, Reply, SimProvider};
 
 /// Prints each provider's turn and each answer, as they happen.
@@ -81,44 +82,11 @@ impl Observer for Printer {
 }
 
 fn client_info(clientid: &str, username: &str) -> Option<model::ClientInfo> {
-    Some(model::ClientInfo {
-        node: "emqx@127.0.0.1".into(),
-        clientid: clientid.into(),
-        username: username.into(),
-        password: "not-shown".into(),
-        peerhost: "127.0.0.1".into(),
-        peerport: 50000,
-        sockport: 1883,
-        protocol: "mqtt".into(),
-        ..Default::default()
-    })
-}
-
-fn meta(version: Version) -> Option<model::RequestMeta> {
-    let v = match version {
-        Version::V1 => "4.4.19",
-        Version::V2 => "5.8.9",
-        Version::V3 => "5.10.4",
-    };
-    Some(model::RequestMeta {
-        node: "emqx@127.0.0.1".into(),
-        version: v.into(),
-        sysdescr: "EMQX".into(),
-        cluster_name: "emqxcl".into(),
-    })
+    sample::client_info(clientid, username, "not-shown")
 }
 
 fn message(topic: &str, payload: &str) -> Option<model::Message> {
-    Some(model::Message {
-        node: "emqx@127.0.0.1".into(),
-        id: "0005F1A2B3C4D5E6F7000000000001".into(),
-        qos: 1,
-        from: "sensor-1".into(),
-        topic: topic.into(),
-        payload: payload.as_bytes().to_vec().into(),
-        timestamp: 1_795_318_150_087,
-        headers: Default::default(),
-    })
+    Some(sample::message("sensor-1", topic, payload))
 }
 
 async fn start_providers() -> anyhow::Result<(SimProvider, SimProvider, SimProvider)> {
@@ -238,12 +206,12 @@ failed_action = "ignore"
     let loaded = emqx_client
         .loaded(&model::ProviderLoadedRequest {
             broker: Some(model::BrokerInfo {
-                version: meta(emqx).map(|m| m.version).unwrap_or_default(),
+                version: sample::emqx_release(emqx).into(),
                 sysdescr: "EMQX".into(),
                 uptime: 7_000,
                 datetime: "2026-11-22T03:29:11Z".into(),
             }),
-            meta: meta(emqx),
+            meta: meta(emqx, "emqxcl"),
         })
         .await?;
     for p in gateway.providers() {
@@ -256,7 +224,7 @@ failed_action = "ignore"
         .collect();
     println!("  <= EMQX gets hooks: {}", hooks.join(", "));
 
-    let m = meta(emqx);
+    let m = meta(emqx, "emqxcl");
     macro_rules! step {
         ($label:expr, $kind:ident, $req:expr) => {{
             println!("\n=> {}", $label);

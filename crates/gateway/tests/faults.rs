@@ -130,6 +130,22 @@ async fn clients(gw: &TestGateway, n: usize, timeout: Duration) -> Vec<EmqxClien
     v
 }
 
+/// `n` calls one after another, each checked against `expected`; their latencies.
+async fn latencies<R: exhook_hooks::HookRequest>(
+    emqx: &EmqxClient,
+    request: &R,
+    n: usize,
+    expected: &ValuedResponse,
+) -> Vec<Duration> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        assert_eq!(&emqx.valued(request).await.unwrap(), expected);
+        v.push(started.elapsed());
+    }
+    v
+}
+
 fn percentile(mut xs: Vec<Duration>, p: f64) -> Duration {
     xs.sort();
     xs.get(((xs.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
@@ -230,19 +246,8 @@ async fn slow_provider_is_bounded_and_isolated() {
         result: true,
         meta: meta(Version::V3, "emqxcl"),
     };
-    let measure = |emqx: EmqxClient| {
-        let authorize = authorize.clone();
-        async move {
-            let mut v = Vec::new();
-            for _ in 0..200 {
-                let started = Instant::now();
-                assert_eq!(emqx.valued(&authorize).await.unwrap(), bool_answer(ResponsedType::Continue, true));
-                v.push(started.elapsed());
-            }
-            v
-        }
-    };
-    let alone = measure(emqx.clone()).await;
+    let allowed = bool_answer(ResponsedType::Continue, true);
+    let alone = latencies(&emqx, &authorize, 200, &allowed).await;
     let stop = Arc::new(AtomicBool::new(false));
     // 8 callers, one login each per 20 ms (400/s offered).
     let load = sustained_authenticate(
@@ -251,7 +256,7 @@ async fn slow_provider_is_bounded_and_isolated() {
         "emqxcl",
         Some(Duration::from_millis(20)),
     );
-    let beside = measure(emqx.clone()).await;
+    let beside = latencies(&emqx, &authorize, 200, &allowed).await;
     stop.store(true, Ordering::Relaxed);
     let outcomes = load.await.unwrap();
     let bound = Duration::from_millis(100) + Duration::from_millis(50);
@@ -370,19 +375,8 @@ async fn overload_is_shed_and_other_tenants_are_unaffected() {
     emqx.loaded(&loaded_request(Version::V3, "b")).await.unwrap();
     let mut b_req = authn("b-client", true, Version::V3);
     b_req.meta = meta(Version::V3, "b");
-    let measure_b = || {
-        let (emqx, req) = (emqx.clone(), b_req.clone());
-        async move {
-            let mut v = Vec::new();
-            for _ in 0..200 {
-                let started = Instant::now();
-                assert_eq!(emqx.valued(&req).await.unwrap(), bool_answer(ResponsedType::Continue, true));
-                v.push(started.elapsed());
-            }
-            v
-        }
-    };
-    let alone = measure_b().await;
+    let allowed = bool_answer(ResponsedType::Continue, true);
+    let alone = latencies(&emqx, &b_req, 200, &allowed).await;
     let rss_before = rss_kib();
     let stop = Arc::new(AtomicBool::new(false));
     // 40 callers, one call each per 50 ms: 800 calls/s offered, 10x what `busy` can serve.
@@ -393,7 +387,7 @@ async fn overload_is_shed_and_other_tenants_are_unaffected() {
         Some(Duration::from_millis(50)),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let beside = measure_b().await;
+    let beside = latencies(&emqx, &b_req, 200, &allowed).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_during = rss_kib();
     stop.store(true, Ordering::Relaxed);

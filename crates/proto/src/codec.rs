@@ -5,6 +5,7 @@
 //! [`Bytes`] instead of a message value.
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use tonic::Status;
@@ -63,4 +64,25 @@ impl<D: prost::Message + Default> Decoder for ProstDecoder<D> {
             .map(Some)
             .map_err(|e| Status::internal(format!("cannot decode {}: {e}", std::any::type_name::<D>())))
     }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }

@@ -110,14 +110,14 @@ where
     macro_rules! valued {
         ($ty:ident) => {
             Grpc::new(ProstCodec::<ValuedResponse, model::$ty>::default())
-                .unary(ValuedSvc::<model::$ty>::new(runtime, version, received), req)
+                .unary(HookSvc::<model::$ty, Fold>::new(runtime, version, received), req)
                 .await
         };
     }
     macro_rules! notify {
         ($ty:ident) => {
             Grpc::new(ProstCodec::<EmptySuccess, model::$ty>::default())
-                .unary(NotifySvc::<model::$ty>::new(runtime, version, received), req)
+                .unary(HookSvc::<model::$ty, Deliver>::new(runtime, version, received), req)
                 .await
         };
     }
@@ -159,57 +159,64 @@ where
     }
 }
 
-struct ValuedSvc<R> {
-    runtime: Arc<Runtime>,
-    version: Version,
-    received: Instant,
-    _r: PhantomData<fn() -> R>,
+/// What a hook call runs: the fold (valued hooks) or the delivery (notifications).
+trait Handler<R>: Send + 'static {
+    /// The answer type.
+    type Response: prost::Message + Default + Send + 'static;
+    /// Runs the call on a snapshot.
+    fn run(
+        runtime: Arc<Runtime>,
+        request: R,
+        deadline: Instant,
+        received: Instant,
+    ) -> impl Future<Output = Self::Response> + Send + 'static;
 }
 
-impl<R> ValuedSvc<R> {
-    fn new(runtime: Arc<Runtime>, version: Version, received: Instant) -> Self {
-        ValuedSvc { runtime, version, received, _r: PhantomData }
-    }
-}
+/// Valued hooks: the fold.
+struct Fold;
+/// Notification hooks: queued (or awaited) delivery.
+struct Deliver;
 
-impl<R: ValuedRequest> UnaryService<R> for ValuedSvc<R> {
+impl<R: ValuedRequest> Handler<R> for Fold {
     type Response = ValuedResponse;
-    type Future = BoxFuture<Result<Response<ValuedResponse>, Status>>;
-
-    fn call(&mut self, request: Request<R>) -> Self::Future {
-        let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
-        let mut request = request.into_inner();
-        request.normalize(self.version);
-        let runtime = Arc::clone(&self.runtime);
-        let received = self.received;
-        Box::pin(async move { Ok(Response::new(runtime.valued(request, deadline, received).await)) })
+    async fn run(runtime: Arc<Runtime>, request: R, deadline: Instant, received: Instant) -> ValuedResponse {
+        runtime.valued(request, deadline, received).await
     }
 }
 
-struct NotifySvc<R> {
+impl<R: HookRequest> Handler<R> for Deliver {
+    type Response = EmptySuccess;
+    async fn run(runtime: Arc<Runtime>, request: R, deadline: Instant, received: Instant) -> EmptySuccess {
+        runtime.notify(request, deadline, received).await
+    }
+}
+
+/// One hook call: decode into the model (done by the codec), normalise from the caller's
+/// package, take the deadline from `grpc-timeout`, run the handler.
+struct HookSvc<R, H> {
     runtime: Arc<Runtime>,
     version: Version,
     received: Instant,
-    _r: PhantomData<fn() -> R>,
+    _r: PhantomData<fn() -> (R, H)>,
 }
 
-impl<R> NotifySvc<R> {
+impl<R, H> HookSvc<R, H> {
     fn new(runtime: Arc<Runtime>, version: Version, received: Instant) -> Self {
-        NotifySvc { runtime, version, received, _r: PhantomData }
+        HookSvc { runtime, version, received, _r: PhantomData }
     }
 }
 
-impl<R: HookRequest> UnaryService<R> for NotifySvc<R> {
-    type Response = EmptySuccess;
-    type Future = BoxFuture<Result<Response<EmptySuccess>, Status>>;
+impl<R: HookRequest, H: Handler<R>> UnaryService<R> for HookSvc<R, H> {
+    type Response = H::Response;
+    type Future = BoxFuture<Result<Response<H::Response>, Status>>;
 
     fn call(&mut self, request: Request<R>) -> Self::Future {
         let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
         let mut request = request.into_inner();
         request.normalize(self.version);
-        let runtime = Arc::clone(&self.runtime);
-        let received = self.received;
-        Box::pin(async move { Ok(Response::new(runtime.notify(request, deadline, received).await)) })
+        // One allocation per call: this box (tonic's UnaryService needs a nameable future).
+        let run = H::run(Arc::clone(&self.runtime), request, deadline, self.received);
+        Box::pin(async move { Ok(Response::new(run.await)) })
     }
 }
 

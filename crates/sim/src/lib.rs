@@ -9,6 +9,7 @@
 
 mod client;
 mod provider;
+pub mod sample;
 
 pub use client::EmqxClient;
 pub use provider::{Call, Reply, Script, SimProvider, SimProviderBuilder, notifications, valued};

@@ -100,7 +100,11 @@ impl Inner {
         Q: prost::Message,
         A: prost::Message + Default,
     {
-        let grpc_timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_timeout);
+        let grpc_timeout = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(exhook_proto::codec::parse_grpc_timeout);
         let body = match request.extensions().get::<WireBytes>() {
             Some(WireBytes(b)) => b.clone(),
             None => request.get_ref().encode_to_vec().into(),
@@ -138,20 +142,6 @@ impl Inner {
                 .map_err(|e| Status::internal(format!("sim provider reply: {e}")));
         }
     }
-}
-
-fn parse_timeout(v: &str) -> Option<Duration> {
-    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 macro_rules! serve_package {

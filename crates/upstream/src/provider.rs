@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use bytes::Bytes;
-use exhook_breaker::{Breaker, BreakerConfig, BreakerState};
-use exhook_config::{BreakerSettings, ProviderConfig};
+use exhook_breaker::{Breaker, BreakerState};
+use exhook_config::ProviderConfig;
 use exhook_hooks::{Hook, HookRequest, Version, convert};
 use exhook_metrics::{CallResult, Handles};
 use exhook_proto::codec::RawCodec;
@@ -131,17 +131,6 @@ fn hard_settings(c: &ProviderConfig) -> (&[String], usize, Duration, usize, usiz
     (&c.urls, c.connections, c.connect_timeout, c.queue_size, c.queue_shards, c.protocol)
 }
 
-pub(crate) fn breaker_config(s: &BreakerSettings) -> BreakerConfig {
-    BreakerConfig {
-        failure_rate: s.failure_rate,
-        minimum_calls: s.minimum_calls,
-        window: s.window,
-        consecutive_failures: s.consecutive_failures,
-        open_duration: s.open_duration,
-        half_open_probes: s.half_open_probes,
-    }
-}
-
 /// One upstream provider: its replicas, breaker, limits, registration and queues. Shared
 /// (`Arc`) by the server, its queues, its loader and its health checker.
 #[derive(Debug)]
@@ -181,7 +170,7 @@ impl Provider {
         let version = config.protocol.map_or(0, |v| v as u8);
         let provider = Arc::new_cyclic(|weak| Provider {
             queues: NotifyQueues::new(weak.clone(), config.queue_shards, config.queue_size),
-            breaker: Breaker::new(breaker_config(&config.breaker)),
+            breaker: Breaker::new(config.breaker.clone()),
             settings: ArcSwap::from_pointee(config),
             endpoints,
             inflight: AtomicUsize::new(0),
@@ -206,7 +195,7 @@ impl Provider {
     /// Applies new soft settings (timeouts, failed_action, notify mode, limits, breaker
     /// thresholds, health interval). Only valid when [`Provider::can_update_in_place`].
     pub fn update(&self, new: ProviderConfig) {
-        self.breaker.set_config(breaker_config(&new.breaker));
+        self.breaker.set_config(new.breaker.clone());
         self.settings.store(Arc::new(new));
     }
 

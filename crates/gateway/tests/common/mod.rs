@@ -70,45 +70,14 @@ impl Drop for TestGateway {
     }
 }
 
-pub fn meta(version: Version, cluster: &str) -> Option<model::RequestMeta> {
-    let v = match version {
-        Version::V1 => "4.4.19",
-        Version::V2 => "5.8.9",
-        Version::V3 => "5.10.4",
-    };
-    Some(model::RequestMeta {
-        node: "emqx@127.0.0.1".into(),
-        version: v.into(),
-        sysdescr: "EMQX".into(),
-        cluster_name: cluster.into(),
-    })
-}
-
-pub fn loaded_request(version: Version, cluster: &str) -> model::ProviderLoadedRequest {
-    model::ProviderLoadedRequest {
-        broker: Some(model::BrokerInfo {
-            version: "5.10.4".into(),
-            sysdescr: "EMQX".into(),
-            uptime: 3_723_000,
-            datetime: "2026-11-22T03:29:11.797134876+00:00".into(),
-        }),
-        meta: meta(version, cluster),
-    }
-}
+pub use exhook_sim::sample::{loaded_request, meta};
 
 pub fn client_info(clientid: &str) -> Option<model::ClientInfo> {
-    Some(model::ClientInfo {
-        node: "emqx@127.0.0.1".into(),
-        clientid: clientid.into(),
-        username: "alice".into(),
-        password: "s3cret".into(),
-        peerhost: "127.0.0.1".into(),
-        peerport: 50000,
-        sockport: 1883,
-        protocol: "mqtt".into(),
-        anonymous: false,
-        ..Default::default()
-    })
+    let mut c = exhook_sim::sample::client_info(clientid, "alice", "s3cret");
+    if let Some(c) = c.as_mut() {
+        c.anonymous = false;
+    }
+    c
 }
 
 pub fn authn(clientid: &str, result: bool, version: Version) -> model::ClientAuthenticateRequest {
@@ -116,16 +85,9 @@ pub fn authn(clientid: &str, result: bool, version: Version) -> model::ClientAut
 }
 
 pub fn message(topic: &str, payload: &str) -> model::Message {
-    model::Message {
-        node: "emqx@127.0.0.1".into(),
-        id: "0005F1A2B3C4D5E6F7000000000001".into(),
-        qos: 1,
-        from: "pub-1".into(),
-        topic: topic.into(),
-        payload: payload.as_bytes().to_vec().into(),
-        timestamp: 1_795_318_150_087,
-        headers: [("username".to_string(), "alice".to_string())].into_iter().collect(),
-    }
+    let mut m = exhook_sim::sample::message("pub-1", topic, payload);
+    m.headers.insert("username".to_string(), "alice".to_string());
+    m
 }
 
 pub fn publish(topic: &str, payload: &str, version: Version) -> model::MessagePublishRequest {
