@@ -5,19 +5,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive for real: promtool (Prometheus rules and /metrics lint) and
-# headless Chromium (the status page). Installed when missing; the tests fail in CI without them.
+# Debian packages the tests drive for real: promtool (Prometheus rules and /metrics lint),
+# headless Chromium (the status page), nginx and haproxy (the benchmark's reference proxies).
+# Installed when missing; the tests fail in CI without promtool and Chromium, and the benchmark
+# smoke run reports the proxies' scenarios as skipped without them.
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    # The prometheus package may start a server; the tests only need promtool.
-    systemctl stop prometheus >/dev/null 2>&1 || pkill -x prometheus >/dev/null 2>&1 || true
+    # The packages may start servers; the tests only need the binaries.
+    for svc in prometheus nginx haproxy; do
+      systemctl stop "$svc" >/dev/null 2>&1 || pkill -x "$svc" >/dev/null 2>&1 || true
+    done
   else
     echo "NOTICE: not root, cannot install ${need[*]}; tests that need them will say so"
   fi
@@ -29,6 +35,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc tests"
 cargo test --workspace --doc --locked
+echo "== benchmark smoke (gateway vs direct vs nginx vs haproxy, ~1 s per scenario)"
+bash scripts/bench.sh --smoke
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -404,8 +404,11 @@ impl BenchProvider {
             calls: Arc::clone(&calls),
         });
         let (tx, rx) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        // `Server::tcp_nodelay` is ignored with `serve_with_incoming*`: set it on the incoming
+        // itself, or Nagle's algorithm holds back answers written in pieces (40 ms stalls
+        // against the peer's delayed ACKs).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder();
         const MAX: usize = 64 << 20;
         let router = match spec.version {
             Version::V1 => builder.add_service(

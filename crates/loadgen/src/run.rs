@@ -239,7 +239,10 @@ async fn connect(url: &str, attempts: u32) -> anyhow::Result<Channel> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(anyhow::anyhow!("cannot connect to {url} after {attempts} attempts: {:?}", last))
+    Err(anyhow::anyhow!(
+        "cannot connect to {url} after {attempts} attempts: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
 }
 
 async fn load(grpc: &mut Grpc<Channel>, version: Version, timeout: Duration, attempts: u32) -> anyhow::Result<usize> {
@@ -255,11 +258,16 @@ async fn load(grpc: &mut Grpc<Channel>, version: Version, timeout: Duration, att
         .await;
         match result {
             Ok(r) => return Ok(r.into_inner().hooks.len()),
-            Err(e) => last = Some(e),
+            // Not there yet (a proxy whose upstream is still connecting): try again.
+            Err(e) if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled) => {
+                last = Some(e)
+            }
+            Err(e) => anyhow::bail!("OnProviderLoaded: {}: {}", e.code(), e.message()),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(anyhow::anyhow!("OnProviderLoaded failed {attempts} times: {:?}", last))
+    let last = last.map_or_else(String::new, |e| format!("{}: {}", e.code(), e.message()));
+    Err(anyhow::anyhow!("OnProviderLoaded failed {attempts} times; last: {last}"))
 }
 
 /// One call; `Some(type)` for a valued answer.

@@ -405,9 +405,9 @@ impl SimProvider {
 
     fn serve(&self, listener: TcpListener) {
         let (tx, rx) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let inner = Arc::clone(&self.inner);
-        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        let mut builder = tonic::transport::Server::builder();
         let router = match self.inner.version {
             Version::V1 => builder.add_service(WireCapture(v1_server(ServerV1(inner)))),
             Version::V2 => builder.add_service(WireCapture(v2_server(ServerV2(inner)))),

@@ -1,0 +1,272 @@
+//! The scenarios compared side by side, and the gateway configuration each one runs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use exhook_hooks::Version;
+use exhook_loadgen::provider::{REWRITE_FROM, REWRITE_TO};
+use exhook_loadgen::{Answer, Mix, ProviderSpec};
+use serde::{Deserialize, Serialize};
+
+/// A load shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// 8 connections × 16 calls in flight, closed loop: maximum throughput.
+    Throughput,
+    /// 1 connection, 1 call in flight, closed loop: latency without queueing.
+    Latency,
+}
+
+impl Shape {
+    /// `(connections, in flight per connection)`.
+    pub const fn load(self) -> (usize, usize) {
+        match self {
+            Shape::Throughput => (8, 16),
+            Shape::Latency => (1, 1),
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Shape::Throughput => "throughput",
+            Shape::Latency => "latency",
+        })
+    }
+}
+
+impl FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "throughput" => Ok(Shape::Throughput),
+            "latency" => Ok(Shape::Latency),
+            other => Err(format!("unknown shape {other:?} (expected throughput or latency)")),
+        }
+    }
+}
+
+/// What sits between the load generator (EMQX) and the providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Middle {
+    /// Nothing: the load generator calls the providers, one after another when several.
+    Direct,
+    /// nginx `grpc_pass` to the first provider.
+    Nginx,
+    /// haproxy (`proto h2` on both sides) to the first provider.
+    Haproxy,
+    /// The gateway with every provider in the chain of the scenario's hook.
+    Gateway,
+}
+
+impl Middle {
+    /// The name its process is watched under.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Middle::Direct => "direct",
+            Middle::Nginx => "nginx",
+            Middle::Haproxy => "haproxy",
+            Middle::Gateway => "gateway",
+        }
+    }
+}
+
+/// One configuration measured.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Short id used in ratios: `A`, `B`, `B'`, `C`, `D0`, `D`, …
+    pub id: &'static str,
+    /// What it is.
+    pub title: &'static str,
+    /// Hooks called.
+    pub mix: Mix,
+    /// The providers (one `exhook-bench-provider` process serves them all).
+    pub providers: Vec<ProviderSpec>,
+    /// What is in between.
+    pub middle: Middle,
+    /// For the gateway: the hook whose explicit chain is every provider, in order (`None`:
+    /// no explicit chain, every hook goes to every provider that registered it).
+    pub chain_hook: Option<&'static str>,
+    /// The answer every valued call must get (checked: anything else is an error).
+    pub expect: Option<Answer>,
+    /// Provider calls each operation should cause (notification fan-out: 5).
+    pub fanout: u64,
+    /// Run in the latency shape only.
+    pub latency_only: bool,
+}
+
+fn p(name: &str, version: Version, answer: Answer) -> ProviderSpec {
+    ProviderSpec::new(name, version, answer)
+}
+
+fn filtered(mut spec: ProviderSpec, matching: &str) -> ProviderSpec {
+    spec.filters = 1000;
+    spec.matching = vec![matching.to_owned()];
+    spec
+}
+
+/// Every scenario, in the order they run within a round.
+pub fn all(pv: Version) -> Vec<Scenario> {
+    use Answer::{Continue, Rewrite, Stop};
+    let stop1 = vec![p("p0", pv, Stop)];
+    let chain3 = vec![p("p0", pv, Continue), p("p1", pv, Continue), p("p2", pv, Stop)];
+    let publish2 = vec![
+        filtered(p("p0", pv, Rewrite), &format!("{REWRITE_FROM}+")),
+        filtered(p("p1", pv, Continue), &format!("{REWRITE_TO}+")),
+    ];
+    let fan5: Vec<ProviderSpec> = (0..5).map(|i| p(&format!("p{i}"), pv, Continue)).collect();
+    let slow = |mut s: ProviderSpec| {
+        s.delay = std::time::Duration::from_millis(2);
+        s
+    };
+    let sc = |id, title, mix, providers: Vec<ProviderSpec>, middle, chain_hook, expect, fanout| Scenario {
+        id,
+        title,
+        mix,
+        providers,
+        middle,
+        chain_hook,
+        expect,
+        fanout,
+        latency_only: false,
+    };
+    let auth = Some("client.authenticate");
+    vec![
+        sc("A", "direct to provider (floor)", Mix::Auth, stop1.clone(), Middle::Direct, None, Some(Stop), 1),
+        sc("B", "nginx grpc_pass", Mix::Auth, stop1.clone(), Middle::Nginx, None, Some(Stop), 1),
+        sc("B'", "haproxy h2", Mix::Auth, stop1.clone(), Middle::Haproxy, None, Some(Stop), 1),
+        sc("C", "gateway, chain of 1", Mix::Auth, stop1, Middle::Gateway, auth, Some(Stop), 1),
+        sc("D0", "3 direct calls in sequence", Mix::Auth, chain3.clone(), Middle::Direct, None, Some(Stop), 3),
+        sc("D", "gateway, chain of 3", Mix::Auth, chain3, Middle::Gateway, auth, Some(Stop), 3),
+        sc("E0", "2 direct publish calls", Mix::Publish, publish2.clone(), Middle::Direct, None, Some(Continue), 2),
+        sc(
+            "E",
+            "gateway, publish rewrite + 1k filters",
+            Mix::Publish,
+            publish2,
+            Middle::Gateway,
+            Some("message.publish"),
+            Some(Continue),
+            2,
+        ),
+        sc(
+            "F0",
+            "nginx to 1 provider, delivered",
+            Mix::Delivered,
+            vec![p("p0", pv, Continue)],
+            Middle::Nginx,
+            None,
+            None,
+            1,
+        ),
+        sc(
+            "F",
+            "gateway fan-out to 5, delivered",
+            Mix::Delivered,
+            fan5.clone(),
+            Middle::Gateway,
+            Some("message.delivered"),
+            None,
+            5,
+        ),
+        Scenario {
+            latency_only: true,
+            ..sc(
+                "F0~",
+                "nginx to 1 provider (2 ms), delivered",
+                Mix::Delivered,
+                vec![slow(p("p0", pv, Continue))],
+                Middle::Nginx,
+                None,
+                None,
+                1,
+            )
+        },
+        Scenario {
+            latency_only: true,
+            ..sc(
+                "F~",
+                "gateway fan-out to 5 (2 ms each)",
+                Mix::Delivered,
+                fan5.into_iter().map(slow).collect(),
+                Middle::Gateway,
+                Some("message.delivered"),
+                None,
+                5,
+            )
+        },
+        sc(
+            "S0",
+            "session mix, direct",
+            Mix::Session,
+            vec![p("p0", pv, Continue)],
+            Middle::Direct,
+            None,
+            Some(Continue),
+            1,
+        ),
+        sc(
+            "S",
+            "session mix, gateway",
+            Mix::Session,
+            vec![p("p0", pv, Continue)],
+            Middle::Gateway,
+            None,
+            Some(Continue),
+            1,
+        ),
+    ]
+}
+
+/// The gateway's TOML for a scenario: its providers (protocol pinned, generous timeouts),
+/// and the scenario's hook chained over all of them.
+/// The admin listener (metrics, status) stays enabled, as deployed, on `admin` (a free port:
+/// the default 127.0.0.1:9100 may be taken by another gateway on the machine).
+pub fn gateway_toml(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    scenario: &Scenario,
+    addrs: &[(String, SocketAddr)],
+) -> String {
+    let mut s = format!(
+        "# generated by exhook-benches compare: scenario {} ({})\n[server]\nlisten = \"{listen}\"\ndefault_deadline = \"10s\"\n",
+        scenario.id, scenario.title
+    );
+    s.push_str(&format!("\n[admin]\nlisten = \"{admin}\"\n"));
+    for (spec, (name, addr)) in scenario.providers.iter().zip(addrs) {
+        s.push_str(&format!(
+            "\n[[providers]]\nname = \"{name}\"\nurl = \"http://{addr}\"\nprotocol = \"{}\"\ntimeout = \"5s\"\nconnect_timeout = \"2s\"\nfailed_action = \"deny\"\nnotify = \"queue\"\n",
+            spec.version
+        ));
+    }
+    s.push_str("\n[chains]\n");
+    if let Some(hook) = scenario.chain_hook {
+        let names: Vec<String> = addrs.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        s.push_str(&format!("\"{hook}\" = [{}]\n", names.join(", ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_gateway_configs_parse_shape() {
+        let all = all(Version::V3);
+        let mut ids: Vec<_> = all.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len());
+        let d = all.iter().find(|s| s.id == "D").unwrap();
+        let addrs: Vec<(String, SocketAddr)> =
+            (0..3).map(|i| (format!("p{i}"), SocketAddr::from(([127, 0, 0, 1], 7000 + i)))).collect();
+        let toml = gateway_toml("127.0.0.1:9000".parse().unwrap(), "127.0.0.1:9001".parse().unwrap(), d, &addrs);
+        assert!(toml.contains("\"client.authenticate\" = [\"p0\", \"p1\", \"p2\"]"), "{toml}");
+        assert!(toml.contains("protocol = \"v3\""));
+        assert!(toml.contains("[admin]\nlisten = \"127.0.0.1:9001\""));
+    }
+}
