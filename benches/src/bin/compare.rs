@@ -61,6 +61,9 @@ struct Cli {
     /// Tokio worker threads of the provider process (default: one per core).
     #[arg(long)]
     provider_threads: Option<usize>,
+    /// The gateway's `[server] worker_threads` (default: one per core)
+    #[arg(long)]
+    gateway_threads: Option<usize>,
     /// Keep the temp dir (configs and logs) even when everything passed.
     #[arg(long)]
     keep_temp: bool,
@@ -142,7 +145,10 @@ fn run_once(ctx: &Ctx, sc: &Scenario, shape: Shape, round: u32) -> anyhow::Resul
             let listen = ([127, 0, 0, 1], free_port()?).into();
             let conf = dir.join("gateway.toml");
             let admin = ([127, 0, 0, 1], free_port()?).into();
-            std::fs::write(&conf, scenarios::gateway_toml(listen, admin, sc, &providers.addrs))?;
+            std::fs::write(
+                &conf,
+                scenarios::gateway_toml(listen, admin, sc, &providers.addrs, ctx.cli.gateway_threads),
+            )?;
             let mut cmd = Command::new(&ctx.bins.gateway);
             cmd.arg("run").arg("--config").arg(&conf).env("RUST_LOG", "warn");
             let mut g = Guard::spawn("exhook-gateway", &mut cmd, &dir.join("gateway.log"), false)?;

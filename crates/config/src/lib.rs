@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub default_deadline: Duration,
     /// On SIGTERM: how long in-flight calls and queued notifications may take to finish.
     pub drain_timeout: Duration,
+    /// Async runtime worker threads (`None`: one per CPU core).
+    pub worker_threads: Option<usize>,
 }
 
 /// The `[admin]` table: metrics, health, status API and page.

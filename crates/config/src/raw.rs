@@ -34,6 +34,7 @@ pub(crate) struct RawServer {
     pub listen: Option<String>,
     pub default_deadline: Option<String>,
     pub drain_timeout: Option<String>,
+    pub worker_threads: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -292,6 +292,14 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
         duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
     let drain_timeout =
         duration(&mut p, "server.drain_timeout", raw.server.drain_timeout.as_deref(), DEFAULT_DRAIN_TIMEOUT);
+    let worker_threads = match raw.server.worker_threads {
+        None => None,
+        Some(n) if (1..=1024).contains(&n) => Some(n as usize),
+        Some(n) => {
+            p.add("server.worker_threads", format!("{n} must be between 1 and 1024"));
+            None
+        }
+    };
     let admin_text = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
     let admin_listen = admin_text.parse::<SocketAddr>().unwrap_or_else(|e| {
         p.add("admin.listen", format!("{admin_text:?} is not an address:port ({e})"));
@@ -344,7 +352,12 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
     }
 
     if p.0.is_empty() {
-        Ok(Config { server: ServerConfig { listen, default_deadline, drain_timeout }, providers, tenants, admin })
+        Ok(Config {
+            server: ServerConfig { listen, default_deadline, drain_timeout, worker_threads },
+            providers,
+            tenants,
+            admin,
+        })
     } else {
         Err(p.0)
     }

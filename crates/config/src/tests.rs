@@ -193,6 +193,7 @@ fn resilience_and_admin_keys() {
     let text = r#"
 [server]
 drain_timeout = "3s"
+worker_threads = 1
 
 [admin]
 listen = "127.0.0.1:0"
@@ -220,6 +221,7 @@ max_inflight = 50
 "#;
     let c = parse(text).unwrap();
     assert_eq!(c.server.drain_timeout, Duration::from_secs(3));
+    assert_eq!(c.server.worker_threads, Some(1));
     assert!(c.admin.enabled);
     assert_eq!(c.admin.listen.port(), 0);
     let p = &c.providers[0];

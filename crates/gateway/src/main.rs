@@ -58,6 +58,13 @@ fn parse_version(s: &str) -> Result<exhook_hooks::Version, String> {
     s.parse().map_err(|e: exhook_hooks::ParseVersionError| e.to_string())
 }
 
+/// `[server] worker_threads` of the file `run` will serve (read before the runtime starts;
+/// errors are reported by the real load just after).
+fn worker_threads(cli: &Cli) -> Option<usize> {
+    let Command::Run { config } = &cli.command else { return None };
+    Config::load(config).ok()?.server.worker_threads
+}
+
 fn init_logs(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -70,7 +77,11 @@ fn init_logs(format: LogFormat, default: &str) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads(&cli) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -40,8 +40,8 @@ pub enum ServeError {
     Provider {
         /// Provider name.
         provider: String,
-        /// The transport error.
-        source: tonic::transport::Error,
+        /// What is wrong with it.
+        source: tonic::Status,
     },
     /// The gRPC server failed.
     #[error("serving: {0}")]

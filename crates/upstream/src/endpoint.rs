@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::client::Grpc;
-use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+use crate::conn::Connection;
 
 /// Milliseconds since the first call of this function in the process (a monotonic clock that
 /// fits in an atomic).
@@ -27,7 +27,7 @@ pub fn hash_key(key: &str) -> u64 {
 pub struct Endpoint {
     /// Its URL.
     pub url: String,
-    channels: Vec<Grpc<Channel>>,
+    connections: Vec<Connection>,
     inflight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// `now_ms()` until which it is ejected (0: not ejected).
@@ -49,23 +49,13 @@ pub struct EndpointStatus {
 }
 
 impl Endpoint {
-    pub(crate) fn new(
-        url: &str,
-        connections: usize,
-        connect_timeout: Duration,
-    ) -> Result<Endpoint, tonic::transport::Error> {
-        let endpoint = TonicEndpoint::from_shared(url.to_owned())?
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        // Each lazily connected channel is its own HTTP/2 connection; tonic reconnects on
-        // demand after a failure.
-        let channels = (0..connections.max(1)).map(|_| Grpc::new(endpoint.connect_lazy())).collect();
+    pub(crate) fn new(url: &str, connections: usize, connect_timeout: Duration) -> Result<Endpoint, tonic::Status> {
+        // Each is its own HTTP/2 connection, opened on first use and re-opened after it closes.
+        let connections =
+            (0..connections.max(1)).map(|_| Connection::new(url, connect_timeout)).collect::<Result<Vec<_>, _>>()?;
         Ok(Endpoint {
             url: url.to_owned(),
-            channels,
+            connections,
             inflight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -74,8 +64,8 @@ impl Endpoint {
     }
 
     /// The connection for a dispatch key: one clientid always uses the same one.
-    pub(crate) fn channel(&self, key_hash: u64) -> Grpc<Channel> {
-        self.channels[(key_hash % self.channels.len() as u64) as usize].clone()
+    pub(crate) fn connection(&self, key_hash: u64) -> &Connection {
+        &self.connections[(key_hash % self.connections.len() as u64) as usize]
     }
 
     pub(crate) fn inflight(&self) -> usize {

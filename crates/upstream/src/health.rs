@@ -11,7 +11,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use exhook_breaker::BreakerState;
-use exhook_proto::codec::RawCodec;
 use exhook_proto::model::ProviderLoadedRequest;
 
 use crate::endpoint::Endpoint;
@@ -28,17 +27,10 @@ const NOT_SERVING: i32 = 2;
 const PATH: &str = "/grpc.health.v1.Health/Check";
 
 async fn probe(endpoint: &Endpoint, timeout: Duration) -> bool {
-    let mut grpc = endpoint.channel(0);
-    let call = async {
-        grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let mut request = tonic::Request::new(bytes::Bytes::new()); // HealthCheckRequest{service: ""}
-        request.set_timeout(timeout);
-        grpc.unary(request, http::uri::PathAndQuery::from_static(PATH), RawCodec::<HealthCheckResponse>::default())
-            .await
-            .map(tonic::Response::into_inner)
-    };
+    // HealthCheckRequest{service: ""} encodes to nothing.
+    let call = endpoint.connection(0).unary(PATH, bytes::Bytes::new(), timeout);
     match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(r)) => r.status != NOT_SERVING,
+        Ok(Ok(reply)) => <HealthCheckResponse as prost::Message>::decode(reply).is_ok_and(|r| r.status != NOT_SERVING),
         Ok(Err(s)) => s.code() == tonic::Code::Unimplemented,
         Err(_) => false,
     }

@@ -10,6 +10,7 @@
 //!   re-load a provider coming back from an outage.
 #![warn(missing_docs)]
 
+mod conn;
 mod endpoint;
 mod health;
 mod provider;

@@ -8,7 +8,6 @@ use exhook_breaker::{Breaker, BreakerState};
 use exhook_config::ProviderConfig;
 use exhook_hooks::{Hook, HookRequest, Version, convert};
 use exhook_metrics::{CallResult, Handles};
-use exhook_proto::codec::RawCodec;
 use exhook_proto::model::{LoadedResponse, ProviderLoadedRequest};
 use prost::Message as _;
 use tokio::time::Instant;
@@ -161,7 +160,7 @@ fn version_from_u8(v: u8) -> Option<Version> {
 impl Provider {
     /// Creates the provider with lazily connected channels (the gateway starts even when
     /// providers are down) and starts its notification delivery tasks. Needs a tokio runtime.
-    pub fn new(config: ProviderConfig) -> Result<Arc<Provider>, tonic::transport::Error> {
+    pub fn new(config: ProviderConfig) -> Result<Arc<Provider>, tonic::Status> {
         let endpoints = config
             .urls
             .iter()
@@ -380,16 +379,10 @@ impl Provider {
         D: prost::Message + Default + Send + 'static,
     {
         let _busy = endpoint.begin();
-        let mut grpc = endpoint.channel(key_hash);
+        let connection = endpoint.connection(key_hash);
         let call = async {
-            grpc.ready().await.map_err(|e| CallError::Status(tonic::Status::unavailable(e.to_string())))?;
-            let mut request = tonic::Request::new(body);
-            request.set_timeout(timeout);
-            let path = http::uri::PathAndQuery::from_static(hook.path(version));
-            grpc.unary(request, path, RawCodec::<D>::default())
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(CallError::Status)
+            let reply = connection.unary(hook.path(version), body, timeout).await.map_err(CallError::Status)?;
+            D::decode(reply).map_err(|e| CallError::Status(tonic::Status::internal(format!("undecodable reply: {e}"))))
         };
         match tokio::time::timeout(timeout, call).await {
             // The provider's own gRPC server enforced the grpc-timeout we sent (tonic answers
@@ -486,16 +479,11 @@ impl Provider {
 
     async fn load_call(&self, version: Version, body: Bytes, timeout: Duration) -> Result<LoadedResponse, CallError> {
         let endpoint = &self.endpoints[pick(&self.endpoints, 0, false, random(), None).unwrap_or(0)];
-        let mut grpc = endpoint.channel(0);
         let call = async {
-            grpc.ready().await.map_err(|e| CallError::Status(tonic::Status::unavailable(e.to_string())))?;
-            let mut request = tonic::Request::new(body);
-            request.set_timeout(timeout);
-            let path = http::uri::PathAndQuery::from_static(Hook::ProviderLoaded.path(version));
-            grpc.unary(request, path, RawCodec::<LoadedResponse>::default())
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(CallError::Status)
+            let path = Hook::ProviderLoaded.path(version);
+            let reply = endpoint.connection(0).unary(path, body, timeout).await.map_err(CallError::Status)?;
+            LoadedResponse::decode(reply)
+                .map_err(|e| CallError::Status(tonic::Status::internal(format!("undecodable reply: {e}"))))
         };
         let result = match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,

@@ -1,0 +1,187 @@
+//! A lean unary gRPC client on one HTTP/2 connection (hyper), used for every provider call.
+//!
+//! tonic's `Channel` routes each request through a `tower::buffer` worker task before the
+//! HTTP/2 connection task: one more task hop (a cross-thread wake-up) per call, and a single
+//! task all callers queue behind. Profiling the gateway showed that hop and tonic's streaming
+//! codec machinery among the largest costs of a call, so calls go straight to hyper's HTTP/2
+//! `SendRequest` with a pre-encoded body, and the reply is read in one piece. The connection is
+//! opened lazily, re-opened after it closes, and opened by one caller at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tonic::{Code, Status};
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// One HTTP/2 connection to one replica.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    scheme: Scheme,
+    authority: Authority,
+    connect_timeout: Duration,
+    sender: ArcSwapOption<Sender>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("{what}: {e}"))
+}
+
+/// `grpc-timeout` for a duration (at most 8 digits, so the finest unit that fits).
+fn grpc_timeout(d: Duration) -> HeaderValue {
+    let micros = d.as_micros();
+    let text = if micros < 100_000_000 {
+        format!("{}u", micros.max(1))
+    } else if d.as_millis() < 100_000_000 {
+        format!("{}m", d.as_millis())
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    };
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("99999999S"))
+}
+
+impl Connection {
+    pub(crate) fn new(url: &str, connect_timeout: Duration) -> Result<Connection, Status> {
+        let uri: Uri = url.parse().map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?;
+        let parts = uri.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(Status::invalid_argument(format!("{url}: needs scheme, host and port")));
+        };
+        Ok(Connection {
+            scheme,
+            authority,
+            connect_timeout,
+            sender: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The open connection's sender, connecting first if there is none (or it closed).
+    async fn sender(&self) -> Result<Sender, Status> {
+        if let Some(s) = self.sender.load().as_deref().filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        // One caller connects; the others wait for its result instead of dialling too.
+        let _turn = self.connecting.lock().await;
+        if let Some(s) = self.sender.load().as_deref().filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let sender = self.connect().await?;
+        self.sender.store(Some(Arc::new(sender.clone())));
+        Ok(sender)
+    }
+
+    async fn connect(&self) -> Result<Sender, Status> {
+        let host = self.authority.host().trim_start_matches('[').trim_end_matches(']');
+        let port = self.authority.port_u16().unwrap_or(if self.scheme == Scheme::HTTPS { 443 } else { 80 });
+        let stream = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| unavailable("connect", format!("timed out after {:?}", self.connect_timeout)))?
+            .map_err(|e| unavailable("connect", e))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable("HTTP/2 handshake", e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "provider connection closed");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// One unary call: `message` (an encoded protobuf message) to `path`; the reply's
+    /// encoded message, or the gRPC status.
+    pub(crate) async fn unary(&self, path: &'static str, message: Bytes, timeout: Duration) -> Result<Bytes, Status> {
+        let mut sender = self.sender().await?;
+        let mut frame = BytesMut::with_capacity(5 + message.len());
+        frame.put_u8(0); // not compressed
+        frame.put_u32(u32::try_from(message.len()).map_err(|_| Status::resource_exhausted("message too large"))?);
+        frame.put_slice(&message);
+        let uri = Uri::from_parts({
+            let mut p = http::uri::Parts::default();
+            p.scheme = Some(self.scheme.clone());
+            p.authority = Some(self.authority.clone());
+            p.path_and_query = Some(PathAndQuery::from_static(path));
+            p
+        })
+        .map_err(|e| Status::internal(format!("uri: {e}")))?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"))
+            .header(header::TE, HeaderValue::from_static("trailers"))
+            .header("grpc-timeout", grpc_timeout(timeout))
+            .body(Full::new(frame.freeze()))
+            .map_err(|e| Status::internal(format!("request: {e}")))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A dead connection is replaced on the next call.
+            if sender.is_closed() {
+                self.sender.store(None);
+            }
+            unavailable("send", e)
+        })?;
+        let (parts, body) = response.into_parts();
+        // Trailers-only answer (an error without a message): the status is in the headers.
+        if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
+            return Err(status);
+        }
+        if parts.status != http::StatusCode::OK {
+            return Err(Status::new(Code::Unknown, format!("HTTP status {}", parts.status)));
+        }
+        let collected = body.collect().await.map_err(|e| unavailable("receive", e))?;
+        if let Some(status) = collected.trailers().and_then(Status::from_header_map).filter(|s| s.code() != Code::Ok) {
+            return Err(status);
+        }
+        let data = collected.to_bytes();
+        if data.len() < 5 {
+            return Err(Status::internal("reply without a message"));
+        }
+        if data[0] != 0 {
+            return Err(Status::internal("compressed reply (the gateway asks for identity)"));
+        }
+        let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+        if data.len() < 5 + len {
+            return Err(Status::internal("truncated reply"));
+        }
+        Ok(data.slice(5..5 + len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header_fits_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_millis(300)), "300000u");
+        assert_eq!(grpc_timeout(Duration::ZERO), "1u");
+        assert_eq!(grpc_timeout(Duration::from_secs(5)), "5000000u");
+        assert_eq!(grpc_timeout(Duration::from_secs(1000)), "1000000m");
+        assert_eq!(grpc_timeout(Duration::from_secs(10_000_000)), "10000000S");
+        for d in [Duration::from_nanos(1), Duration::from_secs(99), Duration::from_secs(1 << 40)] {
+            let v = grpc_timeout(d);
+            assert!(v.len() <= 9, "{v:?}");
+            assert!(exhook_proto::codec::parse_grpc_timeout(v.to_str().unwrap()).is_some());
+        }
+    }
+
+    #[test]
+    fn needs_host_and_port() {
+        assert!(Connection::new("http://127.0.0.1:1", Duration::from_secs(1)).is_ok());
+        assert!(Connection::new("/just/a/path", Duration::from_secs(1)).is_err());
+    }
+}
