@@ -35,6 +35,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc tests"
 cargo test --workspace --doc --locked
+echo "== benchmarks compile (cargo bench --no-run)"
+cargo bench --no-run --locked -p exhook-benches
 echo "== benchmark smoke (gateway vs direct vs nginx vs haproxy, ~1 s per scenario)"
 bash scripts/bench.sh --smoke
 echo "== tests"

@@ -130,6 +130,20 @@ async fn clients(gw: &TestGateway, n: usize, timeout: Duration) -> Vec<EmqxClien
     v
 }
 
+/// A provider of `hook` (v3) answering CONTINUE true after `delay`; not recording.
+async fn answering(hook: &str, delay: Duration) -> SimProvider {
+    SimProvider::builder(Version::V3)
+        .hook(hook)
+        .record(false)
+        .script(valued(move |_| {
+            let allow = Reply::bool(ResponsedType::Continue, true);
+            if delay.is_zero() { allow } else { allow.after(delay) }
+        }))
+        .start()
+        .await
+        .unwrap()
+}
+
 /// `n` calls one after another, each checked against `expected`; their latencies.
 async fn latencies<R: exhook_hooks::HookRequest>(
     emqx: &EmqxClient,
@@ -218,20 +232,8 @@ async fn killed_provider_then_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_provider_is_bounded_and_isolated() {
-    let slow = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .record(false)
-        .script(valued(|_| Reply::bool(ResponsedType::Continue, true).after(Duration::from_millis(200))))
-        .start()
-        .await
-        .unwrap();
-    let fast = SimProvider::builder(Version::V3)
-        .hook("client.authorize")
-        .record(false)
-        .script(valued(|_| Reply::bool(ResponsedType::Continue, true)))
-        .start()
-        .await
-        .unwrap();
+    let slow = answering("client.authenticate", Duration::from_millis(200)).await;
+    let fast = answering("client.authorize", Duration::ZERO).await;
     let toml = format!(
         "{}{}",
         provider("slow", &slow.url(), "v3", "100ms", "ignore"),
@@ -350,20 +352,8 @@ fn rss_kib() -> u64 {
 async fn overload_is_shed_and_other_tenants_are_unaffected() {
     // Tenant a's provider handles 4 calls at a time, 50 ms each (80 calls/s); it is offered
     // 800 calls/s (10x). Tenant b has its own fast provider.
-    let busy = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .record(false)
-        .script(valued(|_| Reply::bool(ResponsedType::Continue, true).after(Duration::from_millis(50))))
-        .start()
-        .await
-        .unwrap();
-    let other = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .record(false)
-        .script(valued(|_| Reply::bool(ResponsedType::Continue, true)))
-        .start()
-        .await
-        .unwrap();
+    let busy = answering("client.authenticate", Duration::from_millis(50)).await;
+    let other = answering("client.authenticate", Duration::ZERO).await;
     let toml = format!(
         "{}max_inflight = 4\n{}[[tenants]]\nname = \"a\"\ncluster_names = [\"a\"]\nproviders = [\"busy\"]\n[[tenants]]\nname = \"b\"\ncluster_names = [\"b\"]\nproviders = [\"other\"]\n",
         provider("busy", &busy.url(), "v3", "1s", "ignore"),

@@ -311,57 +311,45 @@ impl Provider {
     where
         D: prost::Message + Default + Send + 'static,
     {
-        let result = self.call_inner(hook, version, body, timeout, key_hash, sticky).await;
+        let result = async {
+            let permit = self.breaker.try_acquire().map_err(|open| CallError::BreakerOpen(open.retry_after))?;
+            let settings = self.settings.load();
+            let inflight = self.inflight.fetch_add(1, Ordering::Relaxed);
+            let _guard = CountGuard(&self.inflight);
+            if inflight >= settings.max_inflight {
+                permit.ignore();
+                return Err(CallError::Shed(inflight));
+            }
+            let started = Instant::now();
+            let Some(first) = pick(&self.endpoints, key_hash, sticky, random(), None) else {
+                permit.ignore();
+                return Err(CallError::NotLoaded);
+            };
+            let mut result = self.attempt(&self.endpoints[first], hook, version, body.clone(), timeout, key_hash).await;
+            self.note(first, &result, timeout);
+            // UNAVAILABLE (connection refused or reset, or the provider said so) is gRPC's
+            // retryable code: try one other replica with what is left of the timeout.
+            if matches!(&result, Err(CallError::Status(s)) if s.code() == tonic::Code::Unavailable) {
+                let left = timeout.saturating_sub(started.elapsed());
+                if let Some(other) =
+                    pick(&self.endpoints, key_hash, sticky, random(), Some(first)).filter(|_| !left.is_zero())
+                {
+                    result = self.attempt(&self.endpoints[other], hook, version, body, left, key_hash).await;
+                    self.note(other, &result, left);
+                }
+            }
+            match &result {
+                Ok(_) => permit.success(),
+                // A timeout imposed by EMQX's remaining budget rather than the provider's own
+                // timeout says little about the provider: neutral for the breaker.
+                Err(CallError::Timeout(t)) if *t < settings.timeout => permit.ignore(),
+                Err(_) => permit.failure(),
+            }
+            result
+        }
+        .await;
         let counter = if result.is_ok() { &self.stats.calls_ok } else { &self.stats.calls_failed };
         counter.fetch_add(1, Ordering::Relaxed);
-        result
-    }
-
-    async fn call_inner<D>(
-        &self,
-        hook: Hook,
-        version: Version,
-        body: Bytes,
-        timeout: Duration,
-        key_hash: u64,
-        sticky: bool,
-    ) -> Result<D, CallError>
-    where
-        D: prost::Message + Default + Send + 'static,
-    {
-        let permit = self.breaker.try_acquire().map_err(|open| CallError::BreakerOpen(open.retry_after))?;
-        let settings = self.settings.load();
-        let inflight = self.inflight.fetch_add(1, Ordering::Relaxed);
-        let _guard = CountGuard(&self.inflight);
-        if inflight >= settings.max_inflight {
-            permit.ignore();
-            return Err(CallError::Shed(inflight));
-        }
-        let started = Instant::now();
-        let Some(first) = pick(&self.endpoints, key_hash, sticky, random(), None) else {
-            permit.ignore();
-            return Err(CallError::NotLoaded);
-        };
-        let mut result = self.attempt(&self.endpoints[first], hook, version, body.clone(), timeout, key_hash).await;
-        self.note(first, &result, timeout);
-        // UNAVAILABLE (connection refused or reset, or the provider said so) is gRPC's
-        // retryable code: try one other replica with what is left of the timeout.
-        if matches!(&result, Err(CallError::Status(s)) if s.code() == tonic::Code::Unavailable) {
-            let left = timeout.saturating_sub(started.elapsed());
-            if let Some(other) =
-                pick(&self.endpoints, key_hash, sticky, random(), Some(first)).filter(|_| !left.is_zero())
-            {
-                result = self.attempt(&self.endpoints[other], hook, version, body, left, key_hash).await;
-                self.note(other, &result, left);
-            }
-        }
-        match &result {
-            Ok(_) => permit.success(),
-            // A timeout imposed by EMQX's remaining budget rather than the provider's own
-            // timeout says little about the provider: neutral for the breaker.
-            Err(CallError::Timeout(t)) if *t < settings.timeout => permit.ignore(),
-            Err(_) => permit.failure(),
-        }
         result
     }
 
