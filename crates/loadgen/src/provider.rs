@@ -291,77 +291,53 @@ macro_rules! serve_package {
     };
 }
 
-serve_package!(
+/// The notification RPCs every package has, with the one 4.x renamed (`takeover`).
+macro_rules! serve_package_all {
+    ($pkg:ident, $server:ident, $authz:ident($authz_req:ident), $takeover:ident($takeover_req:ident)) => {
+        serve_package!(
+            $pkg,
+            $server,
+            $authz($authz_req),
+            [
+                on_provider_unloaded(ProviderUnloadedRequest),
+                on_client_connect(ClientConnectRequest),
+                on_client_connack(ClientConnackRequest),
+                on_client_connected(ClientConnectedRequest),
+                on_client_disconnected(ClientDisconnectedRequest),
+                on_client_subscribe(ClientSubscribeRequest),
+                on_client_unsubscribe(ClientUnsubscribeRequest),
+                on_session_created(SessionCreatedRequest),
+                on_session_subscribed(SessionSubscribedRequest),
+                on_session_unsubscribed(SessionUnsubscribedRequest),
+                on_session_resumed(SessionResumedRequest),
+                on_session_discarded(SessionDiscardedRequest),
+                $takeover($takeover_req),
+                on_session_terminated(SessionTerminatedRequest),
+                on_message_delivered(MessageDeliveredRequest),
+                on_message_dropped(MessageDroppedRequest),
+                on_message_acked(MessageAckedRequest),
+            ]
+        );
+    };
+}
+
+serve_package_all!(
     v1,
     ServerV1,
     on_client_check_acl(ClientCheckAclRequest),
-    [
-        on_provider_unloaded(ProviderUnloadedRequest),
-        on_client_connect(ClientConnectRequest),
-        on_client_connack(ClientConnackRequest),
-        on_client_connected(ClientConnectedRequest),
-        on_client_disconnected(ClientDisconnectedRequest),
-        on_client_subscribe(ClientSubscribeRequest),
-        on_client_unsubscribe(ClientUnsubscribeRequest),
-        on_session_created(SessionCreatedRequest),
-        on_session_subscribed(SessionSubscribedRequest),
-        on_session_unsubscribed(SessionUnsubscribedRequest),
-        on_session_resumed(SessionResumedRequest),
-        on_session_discarded(SessionDiscardedRequest),
-        on_session_takeovered(SessionTakeoveredRequest),
-        on_session_terminated(SessionTerminatedRequest),
-        on_message_delivered(MessageDeliveredRequest),
-        on_message_dropped(MessageDroppedRequest),
-        on_message_acked(MessageAckedRequest),
-    ]
+    on_session_takeovered(SessionTakeoveredRequest)
 );
-serve_package!(
+serve_package_all!(
     v2,
     ServerV2,
     on_client_authorize(ClientAuthorizeRequest),
-    [
-        on_provider_unloaded(ProviderUnloadedRequest),
-        on_client_connect(ClientConnectRequest),
-        on_client_connack(ClientConnackRequest),
-        on_client_connected(ClientConnectedRequest),
-        on_client_disconnected(ClientDisconnectedRequest),
-        on_client_subscribe(ClientSubscribeRequest),
-        on_client_unsubscribe(ClientUnsubscribeRequest),
-        on_session_created(SessionCreatedRequest),
-        on_session_subscribed(SessionSubscribedRequest),
-        on_session_unsubscribed(SessionUnsubscribedRequest),
-        on_session_resumed(SessionResumedRequest),
-        on_session_discarded(SessionDiscardedRequest),
-        on_session_takenover(SessionTakenoverRequest),
-        on_session_terminated(SessionTerminatedRequest),
-        on_message_delivered(MessageDeliveredRequest),
-        on_message_dropped(MessageDroppedRequest),
-        on_message_acked(MessageAckedRequest),
-    ]
+    on_session_takenover(SessionTakenoverRequest)
 );
-serve_package!(
+serve_package_all!(
     v3,
     ServerV3,
     on_client_authorize(ClientAuthorizeRequest),
-    [
-        on_provider_unloaded(ProviderUnloadedRequest),
-        on_client_connect(ClientConnectRequest),
-        on_client_connack(ClientConnackRequest),
-        on_client_connected(ClientConnectedRequest),
-        on_client_disconnected(ClientDisconnectedRequest),
-        on_client_subscribe(ClientSubscribeRequest),
-        on_client_unsubscribe(ClientUnsubscribeRequest),
-        on_session_created(SessionCreatedRequest),
-        on_session_subscribed(SessionSubscribedRequest),
-        on_session_unsubscribed(SessionUnsubscribedRequest),
-        on_session_resumed(SessionResumedRequest),
-        on_session_discarded(SessionDiscardedRequest),
-        on_session_takenover(SessionTakenoverRequest),
-        on_session_terminated(SessionTerminatedRequest),
-        on_message_delivered(MessageDeliveredRequest),
-        on_message_dropped(MessageDroppedRequest),
-        on_message_acked(MessageAckedRequest),
-    ]
+    on_session_takenover(SessionTakenoverRequest)
 );
 
 /// A running [`ProviderSpec`] on loopback. Stops serving when dropped.
