@@ -145,11 +145,15 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         })));
     }
+    // Install the SIGHUP handler before announcing readiness: until then a HUP would kill us.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(hup, path.clone(), gateway.clone(), Arc::clone(&admin_state)));
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
     admin_state.set_listener_up(true);
     gateway.start_loading();
-    tokio::spawn(reload_on_sighup(path.clone(), gateway.clone(), Arc::clone(&admin_state)));
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!(?drain_timeout, "stopping: no new connections; finishing calls in flight");
@@ -191,32 +195,32 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
 /// SIGHUP: re-read the file; a valid one replaces the running configuration atomically
 /// (unchanged providers keep their connections and breaker state); an invalid one is
 /// reported and the running configuration stays.
-async fn reload_on_sighup(path: PathBuf, gateway: Gateway, admin: Arc<AdminState>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-        while hup.recv().await.is_some() {
-            let loaded = std::fs::read_to_string(&path)
-                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))
-                .and_then(|text| Ok((Config::parse(&text, &path)?, text)));
-            match loaded.and_then(|(config, text)| Ok((gateway.reload(config)?, text))) {
-                Ok((report, text)) => {
-                    gateway.metrics().reload(true);
-                    admin.set_config(ConfigInfo::new(Some(&path), &text));
-                    tracing::info!(added = ?report.added, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
-                    if !report.needs_restart.is_empty() {
-                        tracing::warn!(settings = ?report.needs_restart, "these changes take effect after a restart");
-                    }
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    path: PathBuf,
+    gateway: Gateway,
+    admin: Arc<AdminState>,
+) {
+    while hup.recv().await.is_some() {
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))
+            .and_then(|text| Ok((Config::parse(&text, &path)?, text)));
+        match loaded.and_then(|(config, text)| Ok((gateway.reload(config)?, text))) {
+            Ok((report, text)) => {
+                gateway.metrics().reload(true);
+                admin.set_config(ConfigInfo::new(Some(&path), &text));
+                tracing::info!(added = ?report.added, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
+                if !report.needs_restart.is_empty() {
+                    tracing::warn!(settings = ?report.needs_restart, "these changes take effect after a restart");
                 }
-                Err(e) => {
-                    gateway.metrics().reload(false);
-                    tracing::error!(error = %format!("{e:#}"), "configuration NOT reloaded; the running one stays");
-                }
+            }
+            Err(e) => {
+                gateway.metrics().reload(false);
+                tracing::error!(error = %format!("{e:#}"), "configuration NOT reloaded; the running one stays");
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = (path, gateway, admin);
 }
 
 async fn shutdown_signal() {

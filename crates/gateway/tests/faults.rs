@@ -557,3 +557,75 @@ async fn a_dead_replica_is_ejected_and_the_others_serve() {
         "FAULT replica: dead replica ejected; 100 of 100 calls served (0 denied), sticky notifications on the live replica"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_valid_file_and_keeps_the_running_one_otherwise() {
+    let p = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("exhook-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    let write = |timeout: &str| {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+            provider("p", &p.url(), "v3", timeout, "deny")
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write("1s");
+    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Every log message, in order: the readiness signals of this test.
+    let (tx, mut messages) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = logs.next_line().await {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v["fields"].clone());
+            }
+        }
+    });
+    let mut wait_for = async |message: &str| loop {
+        let v = tokio::time::timeout(Duration::from_secs(10), messages.recv()).await.expect(message).expect("log");
+        if v["message"] == message {
+            return v;
+        }
+    };
+    let admin: SocketAddr =
+        wait_for("admin listener (metrics, health, status page)").await["listen"].as_str().unwrap().parse().unwrap();
+    wait_for("exhook-gateway serving").await;
+    let sha = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["config"]["sha256"].as_str().unwrap().to_string()
+    };
+    let before = sha(&get(admin, "/api/v1/status", None).await.1);
+    let hup = || {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &gateway.id().unwrap().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+
+    write("fast"); // invalid: the running configuration stays
+    hup();
+    wait_for("configuration NOT reloaded; the running one stays").await;
+    assert_eq!(sha(&get(admin, "/api/v1/status", None).await.1), before);
+    write("2s");
+    hup();
+    let report = wait_for("configuration reloaded").await;
+    assert!(report["kept"].as_str().unwrap().contains("\"p\""), "{report}");
+    let (_, status) = get(admin, "/api/v1/status", None).await;
+    assert_ne!(sha(&status), before);
+    assert!(status.contains("\"timeout\":\"2s\""), "{status}");
+    let (_, metrics) = get(admin, "/metrics", None).await;
+    assert!(metrics.contains("exhook_gateway_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    assert!(metrics.contains("exhook_gateway_config_reloads_total{result=\"success\"} 1"), "{metrics}");
+    let _ = gateway.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -131,8 +131,17 @@ impl Runtime {
         self.observer.step(&StepEvent { tenant, hook, provider: self.provider_name(i), result, elapsed });
     }
 
-    fn why_skipped(registered: bool) -> StepResult<'static> {
-        if registered { StepResult::SkippedFiltered } else { StepResult::SkippedNotRegistered }
+    /// Whether provider `index` takes this call: the package it speaks, or why it is skipped
+    /// (never loaded, hook not registered, no topic filter matches). Reads the registration
+    /// without touching its reference count: this runs for every provider of every call.
+    fn route(&self, index: usize, hook: Hook, topic: Option<&str>) -> Result<Version, StepResult<'static>> {
+        self.providers[index]
+            .with_registration(|r| match (r.wants(hook, topic), r.hooks.contains(hook)) {
+                (true, _) => Ok(r.version),
+                (false, true) => Err(StepResult::SkippedFiltered),
+                (false, false) => Err(StepResult::SkippedNotRegistered),
+            })
+            .unwrap_or(Err(StepResult::SkippedNotLoaded))
     }
 
     /// A valued hook: the fold over the tenant's chain, inside the caller's deadline.
@@ -149,15 +158,14 @@ impl Runtime {
         let key_hash = hash_key(fold.current().dispatch_key());
         for (position, &index) in chain.iter().enumerate() {
             let p = &self.providers[index];
-            let Some(registration) = p.registration() else {
-                self.step(t, R::HOOK, index, StepResult::SkippedNotLoaded, Duration::ZERO);
-                continue;
-            };
             // For publish the topic is the folded message's: a rewrite re-routes the filters.
-            if !registration.wants(R::HOOK, fold.current().topic()) {
-                self.step(t, R::HOOK, index, Self::why_skipped(registration.hooks.contains(R::HOOK)), Duration::ZERO);
-                continue;
-            }
+            let version = match self.route(index, R::HOOK, fold.current().topic()) {
+                Ok(version) => version,
+                Err(skip) => {
+                    self.step(t, R::HOOK, index, skip, Duration::ZERO);
+                    continue;
+                }
+            };
             let settings = p.config();
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(started);
@@ -166,9 +174,9 @@ impl Runtime {
             } else if remaining.is_zero() {
                 Err(CallError::Timeout(Duration::ZERO))
             } else {
-                let body = Provider::encode_for(fold.current(), registration.version);
+                let body = Provider::encode_for(fold.current(), version);
                 let timeout = settings.timeout.min(remaining);
-                p.call::<ValuedResponse>(R::HOOK, registration.version, body, timeout, key_hash, false).await
+                p.call::<ValuedResponse>(R::HOOK, version, body, timeout, key_hash, false).await
             };
             let elapsed = started.elapsed();
             let flow = match result {
@@ -227,15 +235,13 @@ impl Runtime {
         let mut awaited = Vec::new();
         for &index in tenant.chain(R::HOOK) {
             let p = &self.providers[index];
-            let Some(registration) = p.registration() else {
-                self.step(t, R::HOOK, index, StepResult::SkippedNotLoaded, Duration::ZERO);
-                continue;
+            let version = match self.route(index, R::HOOK, topic) {
+                Ok(version) => version,
+                Err(skip) => {
+                    self.step(t, R::HOOK, index, skip, Duration::ZERO);
+                    continue;
+                }
             };
-            if !registration.wants(R::HOOK, topic) {
-                self.step(t, R::HOOK, index, Self::why_skipped(registration.hooks.contains(R::HOOK)), Duration::ZERO);
-                continue;
-            }
-            let version = registration.version;
             let body = bodies[version.index()].get_or_insert_with(|| Provider::encode_for(&request, version)).clone();
             let settings = p.config();
             match settings.notify {

@@ -66,7 +66,6 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     observer: Arc<dyn Observer>,
     loaded_at: ArcSwap<SystemTime>,
-    started: bool,
 }
 
 impl Shared {
@@ -141,7 +140,6 @@ impl Gateway {
                 metrics,
                 observer,
                 loaded_at: ArcSwap::from_pointee(SystemTime::now()),
-                started: false,
             }),
         })
     }
@@ -231,7 +229,6 @@ impl Gateway {
         }
         self.shared.runtime.store(Arc::new(runtime));
         self.shared.loaded_at.store(Arc::new(SystemTime::now()));
-        let _ = self.shared.started;
         Ok(report)
     }
 

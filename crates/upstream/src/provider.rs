@@ -244,6 +244,12 @@ impl Provider {
         self.state() == ProviderState::Loaded && self.endpoints.iter().any(Endpoint::is_healthy)
     }
 
+    /// Reads its registration in place (`None` if never loaded): no reference count taken,
+    /// for the per-call path.
+    pub fn with_registration<T>(&self, f: impl FnOnce(&Registration) -> T) -> Option<T> {
+        self.registration.load().as_deref().map(f)
+    }
+
     /// Its registration from the last successful load (`None` if never loaded).
     pub fn registration(&self) -> Option<Arc<Registration>> {
         self.registration.load_full()

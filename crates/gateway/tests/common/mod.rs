@@ -12,6 +12,7 @@ use exhook_hooks::Version;
 use exhook_proto::model;
 use exhook_server::{Gateway, NoopObserver, Observer};
 use exhook_sim::EmqxClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 /// A gateway serving on a loopback port; stops when dropped.
@@ -119,4 +120,34 @@ async fn futures_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item
     for f in fs {
         f.await;
     }
+}
+
+/// A plain HTTP/1.1 GET; returns status code and body.
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin listener");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Chunked bodies (axum streams /metrics): good enough to strip the chunk sizes.
+    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
+    (code, body)
+}
+
+pub fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
