@@ -112,6 +112,79 @@ pub async fn serve(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
+/// As [`serve`], over HTTPS: `tls` is the `[admin.tls]` configuration (re-read when its
+/// files change; with `client_ca_file`, clients need a certificate signed by it).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<exhook_tls::Watched<exhook_tls::rustls::ServerConfig>>,
+    state: Arc<AdminState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = TlsListener::start(listener, tls)?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Accepts TCP connections and completes TLS handshakes in their own tasks (a slow client
+/// never holds up the others), at most 64 at once, each within 10 s.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
+    addr: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    fn start(
+        listener: tokio::net::TcpListener,
+        tls: Arc<exhook_tls::Watched<exhook_tls::rustls::ServerConfig>>,
+    ) -> std::io::Result<TlsListener> {
+        let addr = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(16);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(64));
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    () = tx.closed() => return,
+                };
+                let Ok((stream, remote)) = accepted else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            let _ = tx.send((s, remote)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "admin TLS handshake refused"),
+                        Err(_) => tracing::debug!(%remote, "admin TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
 async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
         let given = request

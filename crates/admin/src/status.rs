@@ -143,8 +143,10 @@ pub struct StatusReport {
     pub version: String,
     /// The running configuration file.
     pub config: ConfigInfo,
-    /// EMQX-facing listener address.
+    /// EMQX-facing plaintext listener address (empty when there is none).
     pub listen: String,
+    /// EMQX-facing TLS listener address.
+    pub tls_listen: Option<String>,
     /// Readiness, as `/readyz`.
     pub ready: Readiness,
     /// Tenants, default first.
@@ -255,7 +257,8 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
     StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config: config_info.clone(),
-        listen: config.server.listen.to_string(),
+        listen: config.server.listen.map(|a| a.to_string()).unwrap_or_default(),
+        tls_listen: config.server.tls.as_ref().map(|t| t.listen.to_string()),
         ready: readiness(gateway, listener_up),
         tenants,
         providers,

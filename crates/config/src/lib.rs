@@ -55,11 +55,56 @@ pub enum NotifyMode {
     AfterDelivery,
 }
 
+pub use exhook_tls::{ClientFiles, ServerFiles};
+
+/// What happens to a caller whose verified client certificate names no tenant
+/// (`[server.tls] unknown_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownClient {
+    /// Its calls are answered `PERMISSION_DENIED` (default).
+    #[default]
+    Reject,
+    /// It is the default tenant.
+    Default,
+}
+
+/// `[server.tls]`: the TLS (or mTLS) listener for EMQX.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTls {
+    /// Its address.
+    pub listen: SocketAddr,
+    /// Certificate, key and (for mTLS) the client CA.
+    pub files: ServerFiles,
+    /// Who a verified caller whose certificate names no tenant is.
+    pub unknown_client: UnknownClient,
+}
+
+/// `[[tenants]] listen` (with optional `[tenants.tls]`): a listener whose every call belongs
+/// to the tenant, whatever its `cluster_name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantListener {
+    /// Its address.
+    pub listen: SocketAddr,
+    /// TLS (or mTLS) on it; `None`: plaintext h2c.
+    pub tls: Option<ServerFiles>,
+}
+
+/// `[providers.tls]`: how the gateway verifies (and authenticates to) an `https` provider.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProviderTls {
+    /// CA, client certificate and key files.
+    pub files: ClientFiles,
+    /// The name to verify and send as SNI (default: each URL's host).
+    pub server_name: Option<String>,
+}
+
 /// The `[server]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    /// Where EMQX's exhook URL points.
-    pub listen: SocketAddr,
+    /// Where EMQX's exhook URL points (plaintext h2c); `None` when only `[server.tls]` serves.
+    pub listen: Option<SocketAddr>,
+    /// `[server.tls]`.
+    pub tls: Option<ServerTls>,
     /// The chain deadline when EMQX sends no `grpc-timeout`.
     pub default_deadline: Duration,
     /// On SIGTERM: how long in-flight calls and queued notifications may take to finish.
@@ -77,6 +122,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// A file holding a bearer token required by every endpoint but `/healthz`.
     pub token_file: Option<PathBuf>,
+    /// `[admin.tls]`: HTTPS (optionally with client certificates) for every endpoint.
+    pub tls: Option<ServerFiles>,
 }
 
 /// `[providers.breaker]`: when a provider's circuit opens and how it recovers (the breaker's
@@ -117,6 +164,8 @@ pub struct ProviderConfig {
     pub eject_for: Duration,
     /// The circuit breaker.
     pub breaker: BreakerSettings,
+    /// `[providers.tls]`, for `https://` URLs (`None`: the system's roots, the URL's host).
+    pub tls: Option<ProviderTls>,
 }
 
 /// A tenant: which EMQX clusters it serves and its routing table.
@@ -126,6 +175,10 @@ pub struct TenantConfig {
     pub name: String,
     /// `RequestMeta.cluster_name` values that select this tenant.
     pub cluster_names: Vec<String>,
+    /// Names (DNS SAN, else CN) of verified client certificates that ARE this tenant.
+    pub client_cert_names: Vec<String>,
+    /// The tenant's own listener.
+    pub listener: Option<TenantListener>,
     /// The tenant's providers (indices into [`Config::providers`], in `[[providers]]` order):
     /// hooks without an explicit chain go to those of them that registered the hook.
     pub providers: Vec<usize>,

@@ -26,6 +26,28 @@ pub(crate) struct RawAdmin {
     pub enabled: Option<bool>,
     pub listen: Option<String>,
     pub token_file: Option<String>,
+    pub tls: Option<RawServerTls>,
+}
+
+/// `[server.tls]`, `[tenants.tls]`, `[admin.tls]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTls {
+    pub listen: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub unknown_client: Option<String>,
+}
+
+/// `[providers.tls]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -35,6 +57,7 @@ pub(crate) struct RawServer {
     pub default_deadline: Option<String>,
     pub drain_timeout: Option<String>,
     pub worker_threads: Option<i64>,
+    pub tls: Option<RawServerTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +79,7 @@ pub(crate) struct RawProvider {
     pub eject_after: Option<i64>,
     pub eject_for: Option<String>,
     pub breaker: Option<RawBreaker>,
+    pub tls: Option<RawClientTls>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -79,4 +103,8 @@ pub(crate) struct RawTenant {
     pub max_inflight: Option<i64>,
     #[serde(default)]
     pub chains: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub client_cert_names: Vec<String>,
+    pub listen: Option<String>,
+    pub tls: Option<RawServerTls>,
 }

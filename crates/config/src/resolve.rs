@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use exhook_hooks::{Hook, HookKind, HookSet, Version};
 
-use crate::raw::{RawBreaker, RawConfig, RawProvider, RawTenant};
+use std::path::PathBuf;
+
+use crate::raw::{RawBreaker, RawClientTls, RawConfig, RawProvider, RawServerTls, RawTenant};
 use crate::{
-    AdminConfig, BreakerSettings, Config, FailedAction, NotifyMode, ProviderConfig, ServerConfig, TenantConfig,
+    AdminConfig, BreakerSettings, ClientFiles, Config, FailedAction, NotifyMode, ProviderConfig, ProviderTls,
+    ServerConfig, ServerFiles, ServerTls, TenantConfig, TenantListener, UnknownClient,
 };
 
-pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -67,11 +69,8 @@ fn check_url(p: &mut Problems, key: &str, url: &str) {
         Err(e) => return p.add(key, format!("{url:?} is not a URL ({e})")),
     };
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return p.add(key, format!("{url:?}: https (TLS to providers) is not supported yet; use http:// (h2c)"));
-        }
-        _ => return p.add(key, format!("{url:?} must start with http://")),
+        Some("http" | "https") => {}
+        _ => return p.add(key, format!("{url:?} must start with http:// (h2c) or https:// (TLS)")),
     }
     let Some(auth) = uri.authority() else { return p.add(key, format!("{url:?} has no host")) };
     if auth.host().is_empty() {
@@ -152,6 +151,7 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
     let connections = bounded("connections", r.connections, MAX_CONNECTIONS, DEFAULT_CONNECTIONS);
     let max_inflight = bounded("max_inflight", r.max_inflight, MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT);
     let eject_after = bounded("eject_after", r.eject_after, 1_000_000, DEFAULT_EJECT_AFTER as usize) as u32;
+    let tls = provider_tls(p, &key("tls"), r.tls.as_ref(), &urls);
     ProviderConfig {
         name: r.name.clone(),
         urls,
@@ -168,7 +168,92 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
         eject_after,
         eject_for: duration(p, &key("eject_for"), r.eject_for.as_deref(), DEFAULT_EJECT_FOR),
         breaker: breaker(p, &key("breaker"), r.breaker.as_ref()),
+        tls,
     }
+}
+
+/// `[providers.tls]`: checked by building the client configuration (files readable, key
+/// matching its certificate, CA usable), so that `check` reports what `run` would hit.
+fn provider_tls(p: &mut Problems, key: &str, raw: Option<&RawClientTls>, urls: &[String]) -> Option<ProviderTls> {
+    let https = urls.iter().any(|u| u.starts_with("https://"));
+    let Some(r) = raw else {
+        return https.then(|| {
+            if let Err(e) = exhook_tls::client_config(&ClientFiles::default()) {
+                p.add(format!("{key}.{}", e.key), e.reason());
+            }
+            ProviderTls::default()
+        });
+    };
+    if !https {
+        p.add(key, "is set but no URL is https://");
+    }
+    if urls.iter().any(|u| u.starts_with("http://")) && https {
+        p.add(key, "mixes http:// and https:// replicas; use one scheme for all");
+    }
+    let files = ClientFiles {
+        ca_file: r.ca_file.as_ref().map(PathBuf::from),
+        cert_file: r.cert_file.as_ref().map(PathBuf::from),
+        key_file: r.key_file.as_ref().map(PathBuf::from),
+    };
+    if let Some(name) = &r.server_name
+        && exhook_tls::ServerName::try_from(name.as_str()).is_err()
+    {
+        p.add(format!("{key}.server_name"), format!("{name:?} is not a DNS name or IP address"));
+    }
+    if let Err(e) = exhook_tls::client_config(&files) {
+        p.add(format!("{key}.{}", e.key), e.reason());
+    }
+    Some(ProviderTls { files, server_name: r.server_name.clone() })
+}
+
+/// `[server.tls]`, `[tenants.tls]` or `[admin.tls]`: the files, checked by building the
+/// server configuration. `listen` and `unknown_client` are read by the callers that allow them.
+fn server_files(p: &mut Problems, key: &str, r: &RawServerTls) -> Option<ServerFiles> {
+    let mut need = |k: &str, v: &Option<String>| {
+        if v.is_none() {
+            p.add(format!("{key}.{k}"), "missing (a PEM file)");
+        }
+        v.as_ref().map(PathBuf::from)
+    };
+    let (cert_file, key_file) = (need("cert_file", &r.cert_file), need("key_file", &r.key_file));
+    let files = ServerFiles { cert_file: cert_file?, key_file: key_file?, client_ca_file: r.client_ca_file.as_ref().map(PathBuf::from) };
+    if let Err(e) = exhook_tls::server_config(&files, &[exhook_tls::ALPN_H2]) {
+        p.add(format!("{key}.{}", e.key), e.reason());
+    }
+    Some(files)
+}
+
+fn address(p: &mut Problems, key: &str, text: &str) -> Option<SocketAddr> {
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            p.add(key, format!("{text:?} is not an address:port ({e})"));
+            None
+        }
+    }
+}
+
+fn server_tls(p: &mut Problems, r: &RawServerTls) -> Option<ServerTls> {
+    let listen = match &r.listen {
+        Some(l) => address(p, "server.tls.listen", l),
+        None => {
+            p.add("server.tls.listen", "missing (the TLS listener's address:port, e.g. \"0.0.0.0:9443\")");
+            None
+        }
+    };
+    let unknown_client = match r.unknown_client.as_deref() {
+        None | Some("reject") => UnknownClient::Reject,
+        Some("default") => UnknownClient::Default,
+        Some(s) => {
+            p.add("server.tls.unknown_client", format!("{s:?} must be reject or default"));
+            UnknownClient::Reject
+        }
+    };
+    if r.unknown_client.is_some() && r.client_ca_file.is_none() {
+        p.add("server.tls.unknown_client", "applies to client certificates: set client_ca_file (mTLS) too");
+    }
+    let files = server_files(p, "server.tls", r)?;
+    Some(ServerTls { listen: listen?, files, unknown_client })
 }
 
 fn breaker(p: &mut Problems, key: &str, raw: Option<&RawBreaker>) -> BreakerSettings {
@@ -227,6 +312,7 @@ fn tenant(
     chains: &BTreeMap<String, Vec<String>>,
     index: &HashMap<&str, usize>,
 ) -> TenantConfig {
+    // Identity (certificate names, own listener) is filled in by the caller.
     let all: Vec<usize> = (0..index.len()).collect();
     let providers = match providers {
         None => all,
@@ -274,6 +360,8 @@ fn tenant(
     TenantConfig {
         name: name.to_owned(),
         cluster_names: cluster_names.to_vec(),
+        client_cert_names: Vec::new(),
+        listener: None,
         providers,
         explicit,
         max_inflight,
@@ -283,11 +371,13 @@ fn tenant(
 
 pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
     let mut p = Problems(Vec::new());
-    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|e| {
-        p.add("server.listen", format!("{listen_text:?} is not an address:port ({e})"));
-        SocketAddr::from(([127, 0, 0, 1], 9000))
-    });
+    let tls = raw.server.tls.as_ref().and_then(|t| server_tls(&mut p, t));
+    // The plaintext listener may be omitted when a TLS one is configured.
+    let listen = match (raw.server.listen.as_deref(), &raw.server.tls) {
+        (Some(text), _) => address(&mut p, "server.listen", text),
+        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
+        (None, Some(_)) => None,
+    };
     let default_deadline =
         duration(&mut p, "server.default_deadline", raw.server.default_deadline.as_deref(), DEFAULT_DEADLINE);
     let drain_timeout =
@@ -309,6 +399,14 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
         enabled: raw.admin.enabled.unwrap_or(true),
         listen: admin_listen,
         token_file: raw.admin.token_file.as_ref().map(std::path::PathBuf::from),
+        tls: raw.admin.tls.as_ref().and_then(|t| {
+            for (k, set) in [("listen", t.listen.is_some()), ("unknown_client", t.unknown_client.is_some())] {
+                if set {
+                    p.add(format!("admin.tls.{k}"), "not an admin.tls key (admin.listen is the address; it serves HTTPS when admin.tls is set)");
+                }
+            }
+            server_files(&mut p, "admin.tls", t)
+        }),
     };
     if let Some(t) = &admin.token_file {
         match std::fs::read_to_string(t) {
@@ -329,7 +427,11 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
 
     let mut tenants = vec![tenant(&mut p, "", "default", &[], None, None, &raw.chains, &index)];
     let mut cluster_owner: HashMap<&str, &str> = HashMap::new();
-    for (i, RawTenant { name, cluster_names, providers: tp, max_inflight, chains }) in raw.tenants.iter().enumerate() {
+    let mut cert_owner: HashMap<&str, &str> = HashMap::new();
+    let mtls = tls.as_ref().is_some_and(|t| t.files.client_ca_file.is_some())
+        || raw.server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    for (i, rt) in raw.tenants.iter().enumerate() {
+        let RawTenant { name, cluster_names, providers: tp, max_inflight, chains, .. } = rt;
         let prefix = format!("tenants[{i}] ({name}).");
         if !valid_name(name) {
             p.add(format!("{prefix}name"), format!("{name:?} must match ^[A-Za-z0-9][A-Za-z0-9_-]*$"));
@@ -340,20 +442,75 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
                 format!("duplicate tenant name {name:?} (\"default\" is the [chains] tenant)"),
             );
         }
-        if cluster_names.is_empty() {
-            p.add(format!("{prefix}cluster_names"), "must list at least one RequestMeta.cluster_name");
+        if cluster_names.is_empty() && rt.client_cert_names.is_empty() && rt.listen.is_none() {
+            p.add(
+                format!("{prefix}cluster_names"),
+                "the tenant is unreachable: list a RequestMeta.cluster_name, set client_cert_names (mTLS) or listen",
+            );
         }
+        if !rt.client_cert_names.is_empty() && !mtls {
+            p.add(
+                format!("{prefix}client_cert_names"),
+                "needs mTLS on the EMQX listener: set [server.tls] client_ca_file",
+            );
+        }
+        for c in &rt.client_cert_names {
+            if let Some(other) = cert_owner.insert(c.as_str(), name.as_str()) {
+                p.add(format!("{prefix}client_cert_names"), format!("{c:?} already names tenant {other:?}"));
+            }
+        }
+        let listener = match (&rt.listen, &rt.tls) {
+            (Some(l), tls) => address(&mut p, &format!("{prefix}listen"), l).map(|listen| TenantListener {
+                listen,
+                tls: tls.as_ref().and_then(|t| {
+                    for (k, set) in [("listen", t.listen.is_some()), ("unknown_client", t.unknown_client.is_some())] {
+                        if set {
+                            p.add(format!("{prefix}tls.{k}"), "not a tenants.tls key (the tenant's listen is the address)");
+                        }
+                    }
+                    server_files(&mut p, &format!("{prefix}tls"), t)
+                }),
+            }),
+            (None, Some(_)) => {
+                p.add(format!("{prefix}tls"), "needs the tenant's own listen address");
+                None
+            }
+            (None, None) => None,
+        };
         for c in cluster_names {
             if let Some(other) = cluster_owner.insert(c.as_str(), name.as_str()) {
                 p.add(format!("{prefix}cluster_names"), format!("{c:?} already selects tenant {other:?}"));
             }
         }
-        tenants.push(tenant(&mut p, &prefix, name, cluster_names, tp.as_deref(), *max_inflight, chains, &index));
+        let mut t = tenant(&mut p, &prefix, name, cluster_names, tp.as_deref(), *max_inflight, chains, &index);
+        t.client_cert_names = rt.client_cert_names.clone();
+        t.listener = listener;
+        tenants.push(t);
+    }
+
+    // Every listener its own address (port 0 asks the system for a fresh one each).
+    let mut addresses: Vec<(String, SocketAddr)> = Vec::new();
+    addresses.extend(listen.map(|a| ("server.listen".to_owned(), a)));
+    addresses.extend(tls.as_ref().map(|t| ("server.tls.listen".to_owned(), t.listen)));
+    if raw.admin.enabled.unwrap_or(true) {
+        addresses.push(("admin.listen".to_owned(), admin.listen));
+    }
+    for (i, t) in tenants.iter().enumerate().skip(1) {
+        if let Some(l) = &t.listener {
+            addresses.push((format!("tenants[{}] ({}).listen", i - 1, t.name), l.listen));
+        }
+    }
+    for (j, (key, a)) in addresses.iter().enumerate() {
+        if a.port() != 0
+            && let Some((other, _)) = addresses[..j].iter().find(|(_, b)| b == a)
+        {
+            p.add(key, format!("{a} is already {other}"));
+        }
     }
 
     if p.0.is_empty() {
         Ok(Config {
-            server: ServerConfig { listen, default_deadline, drain_timeout, worker_threads },
+            server: ServerConfig { listen, tls, default_deadline, drain_timeout, worker_threads },
             providers,
             tenants,
             admin,

@@ -40,7 +40,7 @@ fn shipped_example_is_valid() {
 #[test]
 fn defaults_and_types() {
     let c = parse(TWO).unwrap();
-    assert_eq!(c.server.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.server.listen.unwrap().to_string(), "127.0.0.1:9000");
     assert_eq!(c.server.default_deadline, Duration::from_secs(5));
     assert_eq!(c.providers[0].protocol, Some(exhook_hooks::Version::V3));
     assert_eq!(c.providers[1].protocol, None);
@@ -122,7 +122,7 @@ url = "http://127.0.0.1"
 
 [[providers]]
 name = "dup"
-url = "https://127.0.0.1:443"
+url = "http://127.0.0.1:443"
 
 [chains]
 "client.authenticate" = ["dup", "ghost", "dup"]
@@ -141,7 +141,7 @@ cluster_names = []
         "server.listen: \"nowhere\"",
         "server.default_deadline: \"soon\"",
         "providers[0] (a b).name",
-        "providers[0] (a b).url: \"ftp://x:1\" must start with http://",
+        "providers[0] (a b).url: \"ftp://x:1\" must start with http:// (h2c) or https:// (TLS)",
         "providers[0] (a b).protocol: \"v9\"",
         "providers[0] (a b).timeout: \"0ms\" must be greater than zero",
         "providers[0] (a b).failed_action: \"maybe\"",
@@ -149,7 +149,6 @@ cluster_names = []
         "providers[0] (a b).queue_size: 0 must be between",
         "providers[0] (a b).queue_shards: 1000 must be between",
         "providers[1] (dup).url: \"http://127.0.0.1\" has no port",
-        "providers[2] (dup).url: \"https://127.0.0.1:443\": https",
         "providers[2].name: duplicate provider name \"dup\"",
         "chains.\"client.authenticate\": names unknown provider \"ghost\"",
         "chains.\"client.authenticate\": names provider \"dup\" twice",
@@ -157,7 +156,7 @@ cluster_names = []
         "chains.\"OnProviderLoaded\": unknown hook",
         "configured twice",
         "tenants[0] (default).name: duplicate tenant name",
-        "tenants[0] (default).cluster_names: must list",
+        "tenants[0] (default).cluster_names: the tenant is unreachable",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
@@ -282,5 +281,135 @@ name = "d"
         "providers[3] (d).url: missing",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+mod tls {
+    use exhook_testpki::{Ca, Leaf};
+
+    use super::*;
+
+    struct Pki {
+        dir: tempfile::TempDir,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = Ca::new("emqx CA");
+            ca.write(dir.path(), "ca");
+            ca.issue(&Leaf::new(&["gw.example.com"])).write(dir.path(), "server");
+            ca.issue(&Leaf::new(&["other.example.com"])).write(dir.path(), "other");
+            Pki { dir }
+        }
+        fn path(&self, name: &str) -> String {
+            self.dir.path().join(name).display().to_string()
+        }
+    }
+
+    #[test]
+    fn server_tls_tenants_by_certificate_and_listener() {
+        let pki = Pki::new();
+        let text = format!(
+            r#"
+[server.tls]
+listen = "127.0.0.1:9443"
+cert_file = "{cert}"
+key_file = "{key}"
+client_ca_file = "{ca}"
+unknown_client = "default"
+
+[[providers]]
+name = "auth"
+url = "https://auth.team-a.svc:9001"
+[providers.tls]
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+server_name = "auth.team-a.svc"
+
+[[tenants]]
+name = "factory-a"
+client_cert_names = ["emqx-factory-a.example.com"]
+
+[[tenants]]
+name = "factory-b"
+listen = "127.0.0.1:9101"
+[tenants.tls]
+cert_file = "{cert}"
+key_file = "{key}"
+"#,
+            cert = pki.path("server.crt"),
+            key = pki.path("server.key"),
+            ca = pki.path("ca.crt"),
+        );
+        let c = parse(&text).expect("valid");
+        assert_eq!(c.server.listen, None, "no plaintext listener unless asked for");
+        let tls = c.server.tls.as_ref().unwrap();
+        assert_eq!(tls.listen.port(), 9443);
+        assert_eq!(tls.unknown_client, UnknownClient::Default);
+        assert!(tls.files.client_ca_file.is_some());
+        assert_eq!(c.tenants[1].client_cert_names, ["emqx-factory-a.example.com"]);
+        let l = c.tenants[2].listener.as_ref().unwrap();
+        assert_eq!(l.listen.port(), 9101);
+        assert!(l.tls.as_ref().unwrap().client_ca_file.is_none());
+        let ptls = c.providers[0].tls.as_ref().unwrap();
+        assert_eq!(ptls.server_name.as_deref(), Some("auth.team-a.svc"));
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_the_key() {
+        let pki = Pki::new();
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:9443"
+[server.tls]
+listen = "127.0.0.1:9443"
+cert_file = "{cert}"
+key_file = "{other_key}"
+unknown_client = "maybe"
+
+[admin.tls]
+cert_file = "{missing}"
+key_file = "{key}"
+
+[[providers]]
+name = "auth"
+url = "http://127.0.0.1:9001"
+[providers.tls]
+ca_file = "{key}"
+server_name = "not a name!"
+
+[[tenants]]
+name = "a"
+client_cert_names = ["x"]
+[tenants.tls]
+cert_file = "{cert}"
+key_file = "{key}"
+"#,
+            cert = pki.path("server.crt"),
+            key = pki.path("server.key"),
+            other_key = pki.path("other.key"),
+            missing = pki.path("missing.crt"),
+        );
+        let all = problems(&text).join("\n");
+        for needle in [
+            "server.tls.key_file: ",
+            "does not match the certificate",
+            "server.tls.unknown_client: \"maybe\" must be reject or default",
+            "server.tls.unknown_client: applies to client certificates",
+            "admin.tls.cert_file: ",
+            "missing.crt: cannot read",
+            "providers[0] (auth).tls: is set but no URL is https://",
+            "providers[0] (auth).tls.ca_file: ",
+            "holds no certificate",
+            "providers[0] (auth).tls.server_name: \"not a name!\"",
+            "tenants[0] (a).client_cert_names: needs mTLS",
+            "tenants[0] (a).tls: needs the tenant's own listen address",
+            "server.tls.listen: 127.0.0.1:9443 is already server.listen",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
     }
 }

@@ -120,12 +120,10 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let config = Config::parse(&text, &path)?;
-    let listen = config.server.listen;
     let admin = config.admin.clone();
     let drain_timeout = config.server.drain_timeout;
+    let listeners = exhook_server::Listeners::bind(&config).await?;
     let gateway = Gateway::new(config, Arc::new(NoopObserver))?;
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("server.listen: cannot bind {listen}"))?;
     let token = match &admin.token_file {
         Some(f) => {
             Some(std::fs::read_to_string(f).with_context(|| format!("admin.token_file: cannot read {}", f.display()))?)
@@ -141,17 +139,31 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             .with_context(|| format!("admin.listen: cannot bind {}", admin.listen))?;
         tracing::info!(listen = %admin_listener.local_addr()?, "admin listener (metrics, health, status page)");
         let mut stop = stopping.clone();
-        admin_task = Some(tokio::spawn(exhook_admin::serve(admin_listener, Arc::clone(&admin_state), async move {
+        let stop = async move {
             let _ = stop.wait_for(|s| *s).await;
-        })));
+        };
+        admin_task = Some(match &admin.tls {
+            Some(files) => {
+                let build = files.clone();
+                let tls = exhook_tls::Watched::new("admin.tls", files.paths(), move || {
+                    exhook_tls::server_config(&build, &[b"http/1.1"])
+                })
+                .map_err(|e| anyhow::anyhow!("admin.tls.{e}"))?;
+                tls.spawn_watch(exhook_server::TLS_POLL);
+                tokio::spawn(exhook_admin::serve_tls(admin_listener, tls, Arc::clone(&admin_state), stop))
+            }
+            None => tokio::spawn(exhook_admin::serve(admin_listener, Arc::clone(&admin_state), stop)),
+        });
     }
     // Install the SIGHUP handler before announcing readiness: until then a HUP would kill us.
     #[cfg(unix)]
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(hup, path.clone(), gateway.clone(), Arc::clone(&admin_state)));
-    let bound = listener.local_addr()?;
-    tracing::info!(listen = %bound, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
+    for (key, addr) in listeners.addrs() {
+        tracing::info!(listener = %key, %addr, "EMQX-facing listener");
+    }
+    tracing::info!(config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
     admin_state.set_listener_up(true);
     gateway.start_loading();
     tokio::spawn(async move {
@@ -161,7 +173,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     });
 
     let mut wait_stop = stopping.clone();
-    let serve = gateway.serve(listener, async move {
+    let serve = gateway.serve_on(listeners, async move {
         let _ = wait_stop.wait_for(|s| *s).await;
     });
     tokio::pin!(serve);

@@ -33,6 +33,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "exhook_gateway_chain_decisions_total",
     "exhook_gateway_config_reloads_total",
     "exhook_gateway_build_info",
+    "exhook_gateway_caller_identity_total",
 ];
 
 /// Latency buckets, seconds: 100 µs to 5 s (EMQX's default request_timeout).
@@ -113,6 +114,18 @@ label_enum!(
     }
 );
 
+label_enum!(
+    /// Identity events on the EMQX-facing listeners (`exhook_gateway_caller_identity_total{event}`).
+    IdentityEvent {
+        /// A TLS handshake failed (no, expired or untrusted client certificate; bad ALPN; timeout).
+        HandshakeFailed => "tls_handshake_failed",
+        /// A call from a verified certificate that names no tenant was refused (`unknown_client = "reject"`).
+        RejectedUnknownClient => "rejected_unknown_client",
+        /// A call's `cluster_name` claimed another tenant than its certificate or listener (the identity won).
+        ClusterNameMismatch => "cluster_name_mismatch",
+    }
+);
+
 /// The registry and metric families; one per process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -128,6 +141,7 @@ pub struct Metrics {
     dropped: IntCounterVec,
     decisions: IntCounterVec,
     reloads: IntCounterVec,
+    identity: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -221,8 +235,18 @@ impl Metrics {
                 "Configuration reloads by result.",
                 &["result"],
             ),
+            identity: counter(
+                &r,
+                "exhook_gateway_caller_identity_total",
+                "Caller identity events on the EMQX-facing listeners.",
+                &["event"],
+            ),
             registry: r,
         };
+        // Known from the start: every event exists at 0, so increase() sees the first one.
+        for e in IdentityEvent::ALL {
+            m.identity.with_label_values(&[e.as_str()]);
+        }
         let info = gauge(&m.registry, "exhook_gateway_build_info", "Build information; always 1.", &["version"]);
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Arc::new(m)
@@ -242,6 +266,11 @@ impl Metrics {
             decisions: slots::<_>(tenants.len() * hooks * (providers.len() + 1)),
             dropped: slots::<_>(providers.len() * DropReason::ALL.len()),
         }
+    }
+
+    /// Counts a caller identity event.
+    pub fn identity(&self, event: IdentityEvent) {
+        self.identity.with_label_values(&[event.as_str()]).inc();
     }
 
     /// Counts a configuration reload.

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use exhook_chain::{Ending, Fold, StepOutcome};
-use exhook_config::{Config, NotifyMode, TenantConfig};
+use exhook_config::{Config, NotifyMode, TenantConfig, UnknownClient};
 use exhook_hooks::{Hook, HookRequest, ValuedRequest, Version};
-use exhook_metrics::{CallResult, DropReason, Handles, Outcome};
+use exhook_metrics::{CallResult, DropReason, Handles, IdentityEvent, Outcome};
 use exhook_proto::model::{
     EmptySuccess, LoadedResponse, ProviderLoadedRequest, ProviderUnloadedRequest, RequestMeta, ValuedResponse,
     valued_response::ResponsedType,
@@ -17,7 +17,9 @@ use exhook_proto::model::{
 use exhook_upstream::queue::{EnqueueError, Notification};
 use exhook_upstream::{CallError, Provider, hash_key};
 use tokio::time::Instant;
+use tonic::Status;
 
+use crate::listen::CallerInfo;
 use crate::loaded::loaded_response;
 use crate::observe::{CallEvent, Observer, StepEvent, StepResult};
 
@@ -35,9 +37,16 @@ pub(crate) struct Runtime {
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) metrics: Arc<Handles>,
     tenant_by_cluster: HashMap<String, usize>,
+    tenant_by_cert_name: HashMap<String, usize>,
+    tenant_by_name: HashMap<String, usize>,
     tenant_inflight: Vec<AtomicUsize>,
     /// The broker info providers are loaded with before any EMQX called OnProviderLoaded.
     pub(crate) own_broker: ProviderLoadedRequest,
+}
+
+/// Marks the connection warned; true if it already was.
+fn c_warned(caller: Option<&CallerInfo>) -> bool {
+    caller.is_some_and(|c| c.warned.swap(true, Ordering::Relaxed))
 }
 
 /// Frees a tenant's in-flight slot.
@@ -74,19 +83,72 @@ impl Runtime {
         metrics: Arc<Handles>,
     ) -> Runtime {
         let mut tenant_by_cluster = HashMap::new();
+        let mut tenant_by_cert_name = HashMap::new();
+        let mut tenant_by_name = HashMap::new();
         for (i, t) in config.tenants.iter().enumerate() {
             for c in &t.cluster_names {
                 tenant_by_cluster.insert(c.clone(), i);
             }
+            for n in &t.client_cert_names {
+                tenant_by_cert_name.insert(n.clone(), i);
+            }
+            tenant_by_name.insert(t.name.clone(), i);
         }
         let tenant_inflight = config.tenants.iter().map(|_| AtomicUsize::new(0)).collect();
-        Runtime { config, providers, observer, metrics, tenant_by_cluster, tenant_inflight, own_broker: own_broker() }
+        Runtime {
+            config,
+            providers,
+            observer,
+            metrics,
+            tenant_by_cluster,
+            tenant_by_cert_name,
+            tenant_by_name,
+            tenant_inflight,
+            own_broker: own_broker(),
+        }
     }
 
-    /// The tenant (index and config) for a request's `RequestMeta.cluster_name`.
-    pub(crate) fn tenant(&self, meta: Option<&RequestMeta>) -> (usize, &TenantConfig) {
-        let i = meta.and_then(|m| self.tenant_by_cluster.get(m.cluster_name.as_str())).copied().unwrap_or(0);
-        (i, &self.config.tenants[i])
+    /// The tenant of a call. Identity first: a tenant's own listener, else a verified client
+    /// certificate's names (`client_cert_names`; one that names no tenant is rejected or the
+    /// default tenant, per `unknown_client`). Only a caller without either is placed by
+    /// `RequestMeta.cluster_name`; a `cluster_name` that claims another tenant than the
+    /// identity does not move the call (counted and logged once per connection).
+    pub(crate) fn tenant_of(&self, caller: Option<&CallerInfo>, meta: Option<&RequestMeta>) -> Result<usize, Status> {
+        let cluster = meta.map_or("", |m| m.cluster_name.as_str());
+        let by_cluster = self.tenant_by_cluster.get(cluster).copied();
+        let t = match caller {
+            Some(c) if c.listener_tenant.is_some() => {
+                let name = c.listener_tenant.as_deref().unwrap_or_default();
+                // A tenant removed by a reload keeps its listener until a restart: refuse.
+                self.tenant_by_name.get(name).copied().ok_or_else(|| {
+                    Status::permission_denied(format!("tenant {name:?} is no longer configured"))
+                })?
+            }
+            Some(c) if c.cert_names.is_some() => {
+                let names = c.cert_names.as_deref().unwrap_or_default();
+                match names.iter().find_map(|n| self.tenant_by_cert_name.get(n.as_str())) {
+                    Some(&t) => t,
+                    None if c.unknown_client == UnknownClient::Default => 0,
+                    None => {
+                        self.metrics.metrics().identity(IdentityEvent::RejectedUnknownClient);
+                        if !c.warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(remote = ?c.remote, certificate_names = ?names, "client certificate names no tenant: calls refused (server.tls.unknown_client = \"reject\")");
+                        }
+                        return Err(Status::permission_denied("client certificate names no tenant"));
+                    }
+                }
+            }
+            _ => return Ok(by_cluster.unwrap_or(0)),
+        };
+        if let Some(claimed) = by_cluster
+            && claimed != t
+        {
+            self.metrics.metrics().identity(IdentityEvent::ClusterNameMismatch);
+            if !c_warned(caller) {
+                tracing::warn!(remote = ?caller.and_then(|c| c.remote), cluster_name = %cluster, claimed = %self.config.tenants[claimed].name, tenant = %self.config.tenants[t].name, "cluster_name claims another tenant than the caller's identity: the identity wins");
+            }
+        }
+        Ok(t)
     }
 
     /// Takes one of the tenant's in-flight slots, or `None` if its `max_inflight` is reached.
@@ -147,11 +209,12 @@ impl Runtime {
     /// A valued hook: the fold over the tenant's chain, inside the caller's deadline.
     pub(crate) async fn valued<R: ValuedRequest>(
         &self,
+        t: usize,
         request: R,
         deadline: Instant,
         received: Instant,
     ) -> ValuedResponse {
-        let (t, tenant) = self.tenant(request.meta());
+        let tenant = &self.config.tenants[t];
         let slot = self.admit(t);
         let chain = tenant.chain(R::HOOK);
         let mut fold = Fold::new(request);
@@ -221,11 +284,12 @@ impl Runtime {
     /// and awaited for providers with `notify = "after-delivery"`.
     pub(crate) async fn notify<R: HookRequest>(
         &self,
+        t: usize,
         request: R,
         deadline: Instant,
         received: Instant,
     ) -> EmptySuccess {
-        let (t, tenant) = self.tenant(request.meta());
+        let tenant = &self.config.tenants[t];
         let key_hash = hash_key(request.dispatch_key());
         let topic = request.topic();
         // Only after-delivery providers hold the call open; the tenant limit applies to them.
@@ -318,11 +382,12 @@ impl Runtime {
     /// the union of hooks in the caller's spelling.
     pub(crate) async fn provider_loaded(
         &self,
+        t: usize,
         caller: Version,
         request: ProviderLoadedRequest,
         deadline: Instant,
     ) -> LoadedResponse {
-        let (_, tenant) = self.tenant(request.meta.as_ref());
+        let tenant = &self.config.tenants[t];
         let members = self.members(tenant);
         let loads = members.iter().map(|&i| {
             let p = &self.providers[i];
@@ -344,8 +409,8 @@ impl Runtime {
     }
 
     /// EMQX unloaded the gateway: forward to the tenant's providers (reply ignored, as EMQX does).
-    pub(crate) fn provider_unloaded(&self, request: ProviderUnloadedRequest) -> EmptySuccess {
-        let (_, tenant) = self.tenant(request.meta.as_ref());
+    pub(crate) fn provider_unloaded(&self, t: usize, request: ProviderUnloadedRequest) -> EmptySuccess {
+        let tenant = &self.config.tenants[t];
         for i in self.members(tenant) {
             let p = Arc::clone(&self.providers[i]);
             let Some(version) = p.version() else { continue };

@@ -11,6 +11,7 @@
 
 mod deadline;
 mod exec;
+mod listen;
 mod loaded;
 pub mod observe;
 mod service;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 
 pub use deadline::parse_grpc_timeout;
 pub use exec::outcome_name;
+pub use listen::{Caller, CallerInfo, HANDSHAKE_TIMEOUT, ListenError, Listeners, MAX_HANDSHAKES, TLS_POLL};
 pub use loaded::loaded_response;
 pub use observe::{NoopObserver, Observer};
 pub use service::{HookService, Package, PackageV1, PackageV2, PackageV3};
@@ -192,9 +194,17 @@ impl Gateway {
         let old = self.shared.current();
         let mut report = ReloadReport::default();
         if config.server.listen != old.config.server.listen {
-            report
-                .needs_restart
-                .push(format!("server.listen ({} -> {})", old.config.server.listen, config.server.listen));
+            report.needs_restart.push(format!(
+                "server.listen ({:?} -> {:?})",
+                old.config.server.listen, config.server.listen
+            ));
+        }
+        if config.server.tls != old.config.server.tls {
+            report.needs_restart.push("server.tls".to_owned());
+        }
+        let listeners = |c: &Config| c.tenants.iter().map(|t| (t.name.clone(), t.listener.clone())).collect::<Vec<_>>();
+        if listeners(&config) != listeners(&old.config) {
+            report.needs_restart.push("tenants[].listen / tenants[].tls".to_owned());
         }
         if config.admin != old.config.admin {
             report.needs_restart.push("admin".to_owned());
@@ -249,16 +259,26 @@ impl Gateway {
         }
     }
 
-    /// Serves the three packages on `listener` until `shutdown` completes, then lets calls in
-    /// flight finish (gracefully closing HTTP/2 connections).
+    /// Serves the three packages on one plaintext `listener` until `shutdown` completes.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        // `Server::tcp_nodelay` does not apply to a listener passed in: set it on the incoming
-        // stream, or Nagle's algorithm meets EMQX's delayed ACKs (40 ms stalls).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_on(Listeners::plaintext(listener), shutdown).await
+    }
+
+    /// Serves the three packages on every listener (plaintext, TLS, tenants' own) until
+    /// `shutdown` completes, then lets calls in flight finish (gracefully closing HTTP/2
+    /// connections).
+    pub async fn serve_on(
+        &self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        // TCP_NODELAY is set by the accept loops (`Server::tcp_nodelay` does not apply to
+        // connections passed in).
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(listeners.accept(Arc::clone(&self.shared.metrics)));
         tonic::transport::Server::builder()
             .add_service(HookService::<PackageV1>::new(Arc::clone(&self.shared)))
             .add_service(HookService::<PackageV2>::new(Arc::clone(&self.shared)))

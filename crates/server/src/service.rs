@@ -20,6 +20,7 @@ use tonic_prost::ProstCodec;
 use crate::Shared;
 use crate::deadline::deadline_for;
 use crate::exec::Runtime;
+use crate::listen::Caller;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -166,6 +167,7 @@ trait Handler<R>: Send + 'static {
     /// Runs the call on a snapshot.
     fn run(
         runtime: Arc<Runtime>,
+        tenant: usize,
         request: R,
         deadline: Instant,
         received: Instant,
@@ -179,15 +181,27 @@ struct Deliver;
 
 impl<R: ValuedRequest> Handler<R> for Fold {
     type Response = ValuedResponse;
-    async fn run(runtime: Arc<Runtime>, request: R, deadline: Instant, received: Instant) -> ValuedResponse {
-        runtime.valued(request, deadline, received).await
+    async fn run(
+        runtime: Arc<Runtime>,
+        tenant: usize,
+        request: R,
+        deadline: Instant,
+        received: Instant,
+    ) -> ValuedResponse {
+        runtime.valued(tenant, request, deadline, received).await
     }
 }
 
 impl<R: HookRequest> Handler<R> for Deliver {
     type Response = EmptySuccess;
-    async fn run(runtime: Arc<Runtime>, request: R, deadline: Instant, received: Instant) -> EmptySuccess {
-        runtime.notify(request, deadline, received).await
+    async fn run(
+        runtime: Arc<Runtime>,
+        tenant: usize,
+        request: R,
+        deadline: Instant,
+        received: Instant,
+    ) -> EmptySuccess {
+        runtime.notify(tenant, request, deadline, received).await
     }
 }
 
@@ -212,12 +226,23 @@ impl<R: HookRequest, H: Handler<R>> UnaryService<R> for HookSvc<R, H> {
 
     fn call(&mut self, request: Request<R>) -> Self::Future {
         let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
+        let tenant = match tenant_of(&self.runtime, &request, request.get_ref().meta()) {
+            Ok(t) => t,
+            Err(status) => return Box::pin(async move { Err(status) }),
+        };
         let mut request = request.into_inner();
         request.normalize(self.version);
         // One allocation per call: this box (tonic's UnaryService needs a nameable future).
-        let run = H::run(Arc::clone(&self.runtime), request, deadline, self.received);
+        let run = H::run(Arc::clone(&self.runtime), tenant, request, deadline, self.received);
         Box::pin(async move { Ok(Response::new(run.await)) })
     }
+}
+
+/// The call's tenant from its connection's identity ([`Caller`], put into the request's
+/// extensions by the listener) and its `RequestMeta`.
+fn tenant_of<T>(runtime: &Runtime, request: &Request<T>, meta: Option<&model::RequestMeta>) -> Result<usize, Status> {
+    let caller = request.extensions().get::<Caller>();
+    runtime.tenant_of(caller.map(|c| &*c.0), meta)
 }
 
 /// A `ProviderLoadedRequest` of any package: v1's (text uptime) or the model's.
@@ -249,10 +274,15 @@ impl<Q: IntoLoadedRequest> UnaryService<Q> for LoadedSvc {
 
     fn call(&mut self, request: Request<Q>) -> Self::Future {
         let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
+        let caller = request.extensions().get::<Caller>().cloned();
         let request = request.into_inner().into_model();
+        let tenant = match self.runtime.tenant_of(caller.as_ref().map(|c| &*c.0), request.meta.as_ref()) {
+            Ok(t) => t,
+            Err(status) => return Box::pin(async move { Err(status) }),
+        };
         let runtime = Arc::clone(&self.runtime);
         let version = self.version;
-        Box::pin(async move { Ok(Response::new(runtime.provider_loaded(version, request, deadline).await)) })
+        Box::pin(async move { Ok(Response::new(runtime.provider_loaded(tenant, version, request, deadline).await)) })
     }
 }
 
@@ -265,7 +295,11 @@ impl UnaryService<model::ProviderUnloadedRequest> for UnloadedSvc {
     type Future = BoxFuture<Result<Response<EmptySuccess>, Status>>;
 
     fn call(&mut self, request: Request<model::ProviderUnloadedRequest>) -> Self::Future {
-        let reply = self.runtime.provider_unloaded(request.into_inner());
+        let tenant = match tenant_of(&self.runtime, &request, request.get_ref().meta.as_ref()) {
+            Ok(t) => t,
+            Err(status) => return Box::pin(async move { Err(status) }),
+        };
+        let reply = self.runtime.provider_unloaded(tenant, request.into_inner());
         Box::pin(async move { Ok(Response::new(reply)) })
     }
 }

@@ -6,6 +6,13 @@
 //! codec machinery among the largest costs of a call, so calls go straight to hyper's HTTP/2
 //! `SendRequest` with a pre-encoded body, and the reply is read in one piece. The connection is
 //! opened lazily, re-opened after it closes, and opened by one caller at a time.
+//!
+//! `https` URLs get TLS (rustls) under the HTTP/2 connection: ALPN `h2`, the configured
+//! server name (or the URL's host) verified and sent as SNI. The TLS files are re-read when
+//! a connection is opened (by content; see `exhook_tls::Watched`), so a rotated client
+//! certificate or CA is used by the next connection without a reload; established
+//! connections keep theirs. A handshake failure is a transport failure (UNAVAILABLE) that
+//! names its cause: unknown CA, expired, name mismatch, timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +24,37 @@ use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
 use tonic::{Code, Status};
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// A provider's TLS client side, shared by all its connections.
+#[derive(Debug)]
+pub struct TlsClient {
+    config: Arc<exhook_tls::Watched<rustls::ClientConfig>>,
+    /// `[providers.tls] server_name`: verified and sent as SNI instead of the URL's host.
+    server_name: Option<ServerName<'static>>,
+}
+
+impl TlsClient {
+    /// Loads the provider's TLS files (an error names the key and file).
+    pub fn new(provider: &str, tls: &exhook_config::ProviderTls) -> Result<TlsClient, exhook_tls::TlsError> {
+        let files = tls.files.clone();
+        let config = exhook_tls::Watched::new(format!("provider {provider}"), files.paths(), move || {
+            exhook_tls::client_config(&files)
+        })?;
+        let server_name = match &tls.server_name {
+            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|e| exhook_tls::TlsError {
+                key: "server_name",
+                path: n.into(),
+                problem: format!("not a DNS name or IP address ({e})"),
+            })?),
+            None => None,
+        };
+        Ok(TlsClient { config, server_name })
+    }
+}
 
 /// One HTTP/2 connection to one replica.
 #[derive(Debug)]
@@ -27,6 +62,7 @@ pub(crate) struct Connection {
     scheme: Scheme,
     authority: Authority,
     connect_timeout: Duration,
+    tls: Option<Arc<TlsClient>>,
     sender: ArcSwapOption<Sender>,
     connecting: tokio::sync::Mutex<()>,
 }
@@ -49,16 +85,22 @@ fn grpc_timeout(d: Duration) -> HeaderValue {
 }
 
 impl Connection {
-    pub(crate) fn new(url: &str, connect_timeout: Duration) -> Result<Connection, Status> {
+    pub(crate) fn new(url: &str, connect_timeout: Duration, tls: Option<Arc<TlsClient>>) -> Result<Connection, Status> {
         let uri: Uri = url.parse().map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?;
         let parts = uri.into_parts();
         let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
             return Err(Status::invalid_argument(format!("{url}: needs scheme, host and port")));
         };
+        let tls = if scheme == Scheme::HTTPS {
+            Some(tls.ok_or_else(|| Status::invalid_argument(format!("{url}: https without TLS settings")))?)
+        } else {
+            None
+        };
         Ok(Connection {
             scheme,
             authority,
             connect_timeout,
+            tls,
             sender: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
         })
@@ -79,7 +121,9 @@ impl Connection {
         Ok(sender)
     }
 
+    /// TCP (and TLS) within `connect_timeout`, then the HTTP/2 handshake.
     async fn connect(&self) -> Result<Sender, Status> {
+        let started = tokio::time::Instant::now();
         let host = self.authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = self.authority.port_u16().unwrap_or(if self.scheme == Scheme::HTTPS { 443 } else { 80 });
         let stream = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect((host, port)))
@@ -87,12 +131,37 @@ impl Connection {
             .map_err(|_| unavailable("connect", format!("timed out after {:?}", self.connect_timeout)))?
             .map_err(|e| unavailable("connect", e))?;
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else { return handshake(stream).await };
+        // Re-read the files if they changed (rotation): the new connection uses them.
+        tls.config.refresh();
+        let name = match &tls.server_name {
+            Some(n) => n.clone(),
+            None => ServerName::try_from(host.to_owned())
+                .map_err(|e| unavailable("TLS", format!("{host:?} cannot be verified as a server name ({e})")))?,
+        };
+        let shown = name.to_str().into_owned();
+        let connector = tokio_rustls::TlsConnector::from(tls.config.current());
+        let left = self.connect_timeout.saturating_sub(started.elapsed());
+        let stream = tokio::time::timeout(left, connector.connect(name, stream))
+            .await
+            .map_err(|_| unavailable("TLS handshake", format!("timed out after {:?}", self.connect_timeout)))?
+            .map_err(|e| Status::unavailable(exhook_tls::describe_handshake_error(&e, &shown)))?;
+        handshake(stream).await
+    }
+}
+
+/// The HTTP/2 client handshake on a connected stream; the connection task is spawned.
+async fn handshake<IO>(io: IO) -> Result<Sender, Status>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| unavailable("HTTP/2 handshake", e))?;
         tokio::spawn(async move {
@@ -102,6 +171,9 @@ impl Connection {
         });
         Ok(sender)
     }
+}
+
+impl Connection {
 
     /// One unary call: `message` (an encoded protobuf message) to `path`; the reply's
     /// encoded message, or the gRPC status.
@@ -181,7 +253,7 @@ mod tests {
 
     #[test]
     fn needs_host_and_port() {
-        assert!(Connection::new("http://127.0.0.1:1", Duration::from_secs(1)).is_ok());
-        assert!(Connection::new("/just/a/path", Duration::from_secs(1)).is_err());
+        assert!(Connection::new("http://127.0.0.1:1", Duration::from_secs(1), None).is_ok());
+        assert!(Connection::new("/just/a/path", Duration::from_secs(1), None).is_err());
     }
 }

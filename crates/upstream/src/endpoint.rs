@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::conn::Connection;
+use std::sync::Arc;
+
+use crate::conn::{Connection, TlsClient};
 
 /// Milliseconds since the first call of this function in the process (a monotonic clock that
 /// fits in an atomic).
@@ -49,10 +51,16 @@ pub struct EndpointStatus {
 }
 
 impl Endpoint {
-    pub(crate) fn new(url: &str, connections: usize, connect_timeout: Duration) -> Result<Endpoint, tonic::Status> {
+    pub(crate) fn new(
+        url: &str,
+        connections: usize,
+        connect_timeout: Duration,
+        tls: Option<&Arc<TlsClient>>,
+    ) -> Result<Endpoint, tonic::Status> {
         // Each is its own HTTP/2 connection, opened on first use and re-opened after it closes.
-        let connections =
-            (0..connections.max(1)).map(|_| Connection::new(url, connect_timeout)).collect::<Result<Vec<_>, _>>()?;
+        let connections = (0..connections.max(1))
+            .map(|_| Connection::new(url, connect_timeout, tls.cloned()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Endpoint {
             url: url.to_owned(),
             connections,
@@ -189,7 +197,7 @@ mod tests {
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
         (0..n)
-            .map(|i| Endpoint::new(&format!("http://127.0.0.1:{}", 1000 + i), 1, Duration::from_secs(1)).unwrap())
+            .map(|i| Endpoint::new(&format!("http://127.0.0.1:{}", 1000 + i), 1, Duration::from_secs(1), None).unwrap())
             .collect()
     }
 

@@ -17,6 +17,7 @@ mod provider;
 pub mod queue;
 mod registration;
 
+pub use conn::TlsClient;
 pub use endpoint::{EndpointStatus, hash_key};
 pub use exhook_breaker::{BreakerSnapshot, BreakerState};
 pub use health::spawn_health_checker;

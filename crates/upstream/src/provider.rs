@@ -5,7 +5,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use bytes::Bytes;
 use exhook_breaker::{Breaker, BreakerState};
-use exhook_config::ProviderConfig;
+use exhook_config::{ProviderConfig, ProviderTls};
 use exhook_hooks::{Hook, HookRequest, Version, convert};
 use exhook_metrics::{CallResult, Handles};
 use exhook_proto::model::{LoadedResponse, ProviderLoadedRequest};
@@ -13,6 +13,7 @@ use prost::Message as _;
 use tokio::time::Instant;
 
 use crate::Registration;
+use crate::conn::TlsClient;
 use crate::endpoint::{Endpoint, EndpointStatus, pick, random};
 use crate::queue::NotifyQueues;
 
@@ -126,8 +127,10 @@ pub struct MetricsSlot {
 }
 
 /// Settings that need new connections or queues when they change.
-fn hard_settings(c: &ProviderConfig) -> (&[String], usize, Duration, usize, usize, Option<Version>) {
-    (&c.urls, c.connections, c.connect_timeout, c.queue_size, c.queue_shards, c.protocol)
+type HardSettings<'a> = (&'a [String], usize, Duration, usize, usize, Option<Version>, &'a Option<ProviderTls>);
+
+fn hard_settings(c: &ProviderConfig) -> HardSettings<'_> {
+    (&c.urls, c.connections, c.connect_timeout, c.queue_size, c.queue_shards, c.protocol, &c.tls)
 }
 
 /// One upstream provider: its replicas, breaker, limits, registration and queues. Shared
@@ -161,10 +164,16 @@ impl Provider {
     /// Creates the provider with lazily connected channels (the gateway starts even when
     /// providers are down) and starts its notification delivery tasks. Needs a tokio runtime.
     pub fn new(config: ProviderConfig) -> Result<Arc<Provider>, tonic::Status> {
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(
+                TlsClient::new(&config.name, t).map_err(|e| tonic::Status::invalid_argument(format!("tls.{e}")))?,
+            )),
+            None => None,
+        };
         let endpoints = config
             .urls
             .iter()
-            .map(|u| Endpoint::new(u, config.connections, config.connect_timeout))
+            .map(|u| Endpoint::new(u, config.connections, config.connect_timeout, tls.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let version = config.protocol.map_or(0, |v| v as u8);
         let provider = Arc::new_cyclic(|weak| Provider {
