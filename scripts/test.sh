@@ -14,6 +14,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+# openssl s_client makes the handshake with an IP address as SNI that EMQX's Erlang ssl sends.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need[*]}"

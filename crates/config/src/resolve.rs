@@ -216,7 +216,11 @@ fn server_files(p: &mut Problems, key: &str, r: &RawServerTls) -> Option<ServerF
         v.as_ref().map(PathBuf::from)
     };
     let (cert_file, key_file) = (need("cert_file", &r.cert_file), need("key_file", &r.key_file));
-    let files = ServerFiles { cert_file: cert_file?, key_file: key_file?, client_ca_file: r.client_ca_file.as_ref().map(PathBuf::from) };
+    let files = ServerFiles {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca_file: r.client_ca_file.as_ref().map(PathBuf::from),
+    };
     if let Err(e) = exhook_tls::server_config(&files, &[exhook_tls::ALPN_H2]) {
         p.add(format!("{key}.{}", e.key), e.reason());
     }
@@ -402,7 +406,10 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
         tls: raw.admin.tls.as_ref().and_then(|t| {
             for (k, set) in [("listen", t.listen.is_some()), ("unknown_client", t.unknown_client.is_some())] {
                 if set {
-                    p.add(format!("admin.tls.{k}"), "not an admin.tls key (admin.listen is the address; it serves HTTPS when admin.tls is set)");
+                    p.add(
+                        format!("admin.tls.{k}"),
+                        "not an admin.tls key (admin.listen is the address; it serves HTTPS when admin.tls is set)",
+                    );
                 }
             }
             server_files(&mut p, "admin.tls", t)
@@ -465,7 +472,10 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
                 tls: tls.as_ref().and_then(|t| {
                     for (k, set) in [("listen", t.listen.is_some()), ("unknown_client", t.unknown_client.is_some())] {
                         if set {
-                            p.add(format!("{prefix}tls.{k}"), "not a tenants.tls key (the tenant's listen is the address)");
+                            p.add(
+                                format!("{prefix}tls.{k}"),
+                                "not a tenants.tls key (the tenant's listen is the address)",
+                            );
                         }
                     }
                     server_files(&mut p, &format!("{prefix}tls"), t)

@@ -120,9 +120,10 @@ impl Runtime {
             Some(c) if c.listener_tenant.is_some() => {
                 let name = c.listener_tenant.as_deref().unwrap_or_default();
                 // A tenant removed by a reload keeps its listener until a restart: refuse.
-                self.tenant_by_name.get(name).copied().ok_or_else(|| {
-                    Status::permission_denied(format!("tenant {name:?} is no longer configured"))
-                })?
+                self.tenant_by_name
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| Status::permission_denied(format!("tenant {name:?} is no longer configured")))?
             }
             Some(c) if c.cert_names.is_some() => {
                 let names = c.cert_names.as_deref().unwrap_or_default();

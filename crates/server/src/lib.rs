@@ -194,10 +194,9 @@ impl Gateway {
         let old = self.shared.current();
         let mut report = ReloadReport::default();
         if config.server.listen != old.config.server.listen {
-            report.needs_restart.push(format!(
-                "server.listen ({:?} -> {:?})",
-                old.config.server.listen, config.server.listen
-            ));
+            report
+                .needs_restart
+                .push(format!("server.listen ({:?} -> {:?})", old.config.server.listen, config.server.listen));
         }
         if config.server.tls != old.config.server.tls {
             report.needs_restart.push("server.tls".to_owned());

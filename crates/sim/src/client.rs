@@ -21,7 +21,12 @@ impl EmqxClient {
     /// Connects to `url` (e.g. `http://127.0.0.1:9000`).
     pub async fn connect(url: &str, version: Version) -> Result<EmqxClient, tonic::transport::Error> {
         let channel = Endpoint::from_shared(url.to_owned())?.tcp_nodelay(true).connect().await?;
-        Ok(EmqxClient { version, grpc: Grpc::new(channel), request_timeout: Duration::from_secs(5) })
+        Ok(EmqxClient::from_channel(channel, version))
+    }
+
+    /// Plays EMQX over an established channel (e.g. one over TLS).
+    pub fn from_channel(channel: Channel, version: Version) -> EmqxClient {
+        EmqxClient { version, grpc: Grpc::new(channel), request_timeout: Duration::from_secs(5) }
     }
 
     /// The package it speaks.

@@ -10,6 +10,7 @@
 mod client;
 mod provider;
 pub mod sample;
+pub mod tls;
 
 pub use client::EmqxClient;
 pub use provider::{Call, Reply, Script, SimProvider, SimProviderBuilder, notifications, valued};

@@ -371,6 +371,16 @@ impl SimProviderBuilder {
 
     /// Starts serving on `addr`.
     pub async fn start_on(self, addr: &str) -> std::io::Result<SimProvider> {
+        self.start_with(addr, None).await
+    }
+
+    /// Starts serving TLS (`https://`) on a fresh loopback port with `config` (its ALPN is
+    /// set to `h2`).
+    pub async fn start_tls(self, config: rustls::ServerConfig) -> std::io::Result<SimProvider> {
+        self.start_with("127.0.0.1:0", Some(config)).await
+    }
+
+    async fn start_with(self, addr: &str, tls: Option<rustls::ServerConfig>) -> std::io::Result<SimProvider> {
         let listener = TcpListener::bind(addr).await?;
         let (changed, _) = watch::channel(0);
         let inner = Arc::new(Inner {
@@ -384,7 +394,13 @@ impl SimProviderBuilder {
         });
         let addr = listener.local_addr()?;
         let provider = SimProvider { addr, inner, shutdown: Mutex::new(None), task: Mutex::new(None) };
-        provider.serve(listener);
+        match tls {
+            None => provider.serve(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))),
+            Some(mut config) => {
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                provider.serve(crate::tls::incoming(listener, std::sync::Arc::new(config)));
+            }
+        }
         Ok(provider)
     }
 }
@@ -403,9 +419,13 @@ impl SimProvider {
         SimProviderBuilder { version, hooks: Vec::new(), script: Arc::new(|_| Reply::Default), record: true }
     }
 
-    fn serve(&self, listener: TcpListener) {
+    fn serve<I, IO, E>(&self, incoming: I)
+    where
+        I: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (tx, rx) = oneshot::channel::<()>();
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let inner = Arc::clone(&self.inner);
         let mut builder = tonic::transport::Server::builder();
         let router = match self.inner.version {
@@ -455,7 +475,7 @@ impl SimProvider {
     pub async fn restart(&self) -> std::io::Result<()> {
         self.stopped().await;
         let listener = TcpListener::bind(self.addr).await?;
-        self.serve(listener);
+        self.serve(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
         Ok(())
     }
 

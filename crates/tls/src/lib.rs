@@ -248,16 +248,22 @@ pub fn describe_handshake_error(e: &std::io::Error, server_name: &str) -> String
     };
     match tls {
         rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "TLS: unknown CA: the provider's certificate is not signed by a trusted CA (ca_file)".to_owned(),
+            C::UnknownIssuer => {
+                "TLS: unknown CA: the provider's certificate is not signed by a trusted CA (ca_file)".to_owned()
+            }
             C::Expired | C::ExpiredContext { .. } => "TLS: the provider's certificate has expired".to_owned(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "TLS: the provider's certificate is not valid yet".to_owned(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "TLS: the provider's certificate is not valid yet".to_owned()
+            }
             C::NotValidForName | C::NotValidForNameContext { .. } => format!(
                 "TLS: name mismatch: the provider's certificate is not valid for {server_name:?} (set tls.server_name or fix the certificate's SANs)"
             ),
             C::Revoked => "TLS: the provider's certificate is revoked".to_owned(),
             other => format!("TLS: invalid provider certificate ({other:?})"),
         },
-        rustls::Error::AlertReceived(alert) => format!("TLS: the provider refused the handshake ({alert:?}; a client certificate missing or not trusted?)"),
+        rustls::Error::AlertReceived(alert) => {
+            format!("TLS: the provider refused the handshake ({alert:?}; a client certificate missing or not trusted?)")
+        }
         rustls::Error::NoApplicationProtocol => "TLS: the provider does not speak HTTP/2 (no ALPN h2)".to_owned(),
         other => format!("TLS handshake: {other}"),
     }

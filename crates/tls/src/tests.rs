@@ -68,7 +68,8 @@ fn client_config_needs_cert_and_key_together() {
 fn names_are_dns_sans_else_the_common_name() {
     let ca = Ca::new("test CA");
     let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-    let with_sans = ca.issue(&Leaf::new(&["emqx-a.example.com", "127.0.0.1", "emqx-b.example.com"]).common_name("cn-a"));
+    let with_sans =
+        ca.issue(&Leaf::new(&["emqx-a.example.com", "127.0.0.1", "emqx-b.example.com"]).common_name("cn-a"));
     assert_eq!(certificate_names(&der(&with_sans.cert_pem)), ["emqx-a.example.com", "emqx-b.example.com"]);
     let cn_only = ca.issue(&Leaf::new(&[]).common_name("emqx-factory-a"));
     assert_eq!(certificate_names(&der(&cn_only.cert_pem)), ["emqx-factory-a"]);

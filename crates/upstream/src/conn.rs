@@ -150,6 +150,28 @@ impl Connection {
     }
 }
 
+/// A failed send, with the TLS cause when there is one: with TLS 1.3 a server that refuses
+/// the client certificate says so only after the client's handshake completed, so the
+/// alert surfaces on the first request.
+fn describe_send_error(e: &hyper::Error, host: &str) -> String {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+                return exhook_tls::describe_handshake_error(io, host);
+            }
+            // tokio-rustls reports a received alert as text.
+            if io.to_string().contains("fatal alert") {
+                return format!(
+                    "TLS: the provider refused the connection ({io}; a client certificate missing or not trusted?)"
+                );
+            }
+        }
+        source = s.source();
+    }
+    format!("send: {e}")
+}
+
 /// The HTTP/2 client handshake on a connected stream; the connection task is spawned.
 async fn handshake<IO>(io: IO) -> Result<Sender, Status>
 where
@@ -174,7 +196,6 @@ where
 }
 
 impl Connection {
-
     /// One unary call: `message` (an encoded protobuf message) to `path`; the reply's
     /// encoded message, or the gRPC status.
     pub(crate) async fn unary(&self, path: &'static str, message: Bytes, timeout: Duration) -> Result<Bytes, Status> {
@@ -204,7 +225,7 @@ impl Connection {
             if sender.is_closed() {
                 self.sender.store(None);
             }
-            unavailable("send", e)
+            Status::unavailable(describe_send_error(&e, self.authority.host()))
         })?;
         let (parts, body) = response.into_parts();
         // Trailers-only answer (an error without a message): the status is in the headers.
