@@ -537,7 +537,14 @@ pub fn render_chains(config: &Config) -> String {
     for t in &config.tenants {
         let clusters =
             if t.cluster_names.is_empty() { "any other cluster".to_owned() } else { t.cluster_names.join(", ") };
-        let _ = writeln!(out, "tenant {} (cluster_name: {clusters})", t.name);
+        let _ = write!(out, "tenant {} (cluster_name: {clusters}", t.name);
+        if !t.client_cert_names.is_empty() {
+            let _ = write!(out, "; client certificate: {}", t.client_cert_names.join(", "));
+        }
+        if let Some(l) = &t.listener {
+            let _ = write!(out, "; own listener: {}{}", l.listen, if l.tls.is_some() { " (TLS)" } else { "" });
+        }
+        let _ = writeln!(out, ")");
         for hook in Hook::hookpoints() {
             let members: Vec<&str> = t.chain(hook).iter().map(name).collect();
             let how = if t.explicit.contains(hook) { "chain" } else { "registered" };

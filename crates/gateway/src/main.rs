@@ -160,10 +160,13 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(hup, path.clone(), gateway.clone(), Arc::clone(&admin_state)));
-    for (key, addr) in listeners.addrs() {
+    let addrs = listeners.addrs();
+    for (key, addr) in &addrs {
         tracing::info!(listener = %key, %addr, "EMQX-facing listener");
     }
-    tracing::info!(config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
+    // `listen`: the first EMQX-facing address (the plaintext one when there is one).
+    let first = addrs.first().map(|(_, a)| a.to_string()).unwrap_or_default();
+    tracing::info!(listen = %first, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
     admin_state.set_listener_up(true);
     gateway.start_loading();
     tokio::spawn(async move {
