@@ -77,16 +77,8 @@ impl TlsGateway {
         for pr in gateway.providers() {
             tokio::time::timeout(Duration::from_secs(10), pr.wait_loaded(0)).await.expect("provider loaded");
         }
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let g = gateway.clone();
-        tokio::spawn(async move {
-            let _ = g
-                .serve_on(listeners, async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        TlsGateway { gateway, listeners: addrs, _stop: tx }
+        let stop = common::serve_in_background(&gateway, listeners);
+        TlsGateway { gateway, listeners: addrs, _stop: stop }
     }
 
     fn addr(&self, key: &str) -> std::net::SocketAddr {
@@ -430,4 +422,43 @@ async fn https_providers_with_their_own_ca_a_client_certificate_and_name_checks(
         let text = format!("{:?}", e.expect_err(name));
         assert!(text.contains(cause), "{name}: {text}");
     }
+}
+
+#[tokio::test]
+async fn the_admin_plane_over_https_requires_a_client_certificate_when_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("ops CA");
+    let server = pki.issue("admin", Leaf::new(&["gw.example.com"]));
+    let scraper = pki.issue("scraper", Leaf::new(&["prometheus.example.com"]));
+    let files = exhook_tls::ServerFiles {
+        cert_file: server.cert.clone(),
+        key_file: server.key.clone(),
+        client_ca_file: Some(pki.ca_file().into()),
+    };
+    let tls =
+        exhook_tls::Watched::new("admin.tls", files.paths(), move || exhook_tls::server_config(&files, &[b"http/1.1"]))
+            .unwrap();
+    let gw = common::TestGateway::start("").await;
+    let state = exhook_admin::AdminState::new(gw.gateway.clone(), None, exhook_admin::ConfigInfo::new(None, "test"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(exhook_admin::serve_tls(listener, tls, state, std::future::pending()));
+
+    let get = |config: ClientConfig| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("gw.example.com").unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(out)
+    };
+    let ok = get(client_config(&pki, Some(&scraper))).await.expect("HTTPS with a client certificate");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("exhook_gateway_build_info"));
+    assert!(get(client_config(&pki, None)).await.is_err(), "no client certificate: refused");
 }

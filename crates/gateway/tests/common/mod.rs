@@ -34,16 +34,8 @@ impl TestGateway {
         let gateway = Gateway::new(config, observer).expect("gateway");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let g = gateway.clone();
-        tokio::spawn(async move {
-            let _ = g
-                .serve(listener, async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        TestGateway { gateway, addr, stop: Some(tx) }
+        let stop = serve_in_background(&gateway, exhook_server::Listeners::plaintext(listener));
+        TestGateway { gateway, addr, stop: Some(stop) }
     }
 
     pub fn url(&self) -> String {
@@ -61,6 +53,20 @@ impl TestGateway {
         let r = c.loaded(&loaded_request(version, "emqxcl")).await.expect("OnProviderLoaded");
         (c, r)
     }
+}
+
+/// Serves `gateway` on `listeners` in a task until the returned sender is dropped or fired.
+pub fn serve_in_background(gateway: &Gateway, listeners: exhook_server::Listeners) -> oneshot::Sender<()> {
+    let (tx, rx) = oneshot::channel::<()>();
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        let _ = g
+            .serve_on(listeners, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    tx
 }
 
 impl Drop for TestGateway {
