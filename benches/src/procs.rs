@@ -150,9 +150,18 @@ pub struct ProviderProcess {
 
 impl ProviderProcess {
     /// Starts `bin` with `specs` and waits (bounded) for every provider to listen.
-    pub fn start(bin: &Path, specs: &[String], threads: Option<usize>, log: &Path) -> anyhow::Result<ProviderProcess> {
+    pub fn start(
+        bin: &Path,
+        specs: &[String],
+        threads: Option<usize>,
+        tls: Option<&crate::scenarios::BenchTls>,
+        log: &Path,
+    ) -> anyhow::Result<ProviderProcess> {
         let mut cmd = Command::new(bin);
         cmd.arg("--control-stdin").stdin(Stdio::piped());
+        if let Some(t) = tls {
+            cmd.arg("--tls-cert").arg(&t.cert).arg("--tls-key").arg(&t.key);
+        }
         if let Some(t) = threads {
             cmd.arg("--threads").arg(t.to_string());
         }

@@ -40,7 +40,7 @@ struct Cli {
     /// Load shapes, comma-separated: throughput, latency.
     #[arg(long, value_delimiter = ',', default_values_t = [Shape::Throughput, Shape::Latency])]
     shapes: Vec<Shape>,
-    /// Only these scenario ids, comma-separated (A, B, B', C, D0, D, E0, E, F0, F, F0~, F~, S0, S).
+    /// Only these scenario ids, comma-separated (A, B, B', C, AT, CT, D0, D, E0, E, F0, F, F0~, F~, S0, S).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The package EMQX (the load generator) speaks.
@@ -125,12 +125,24 @@ fn run_once(ctx: &Ctx, sc: &Scenario, shape: Shape, round: u32) -> anyhow::Resul
     let dir = ctx.tmp.join(tag);
     std::fs::create_dir_all(&dir)?;
     let specs: Vec<String> = sc.providers.iter().map(|p| p.to_string()).collect();
-    let mut providers =
-        ProviderProcess::start(&ctx.bins.provider, &specs, ctx.cli.provider_threads, &dir.join("providers.log"))?;
+    // TLS scenarios: a fresh CA and one certificate for 127.0.0.1 (providers and gateway).
+    let tls = sc.tls.then(|| {
+        let ca = exhook_testpki::Ca::new("bench CA");
+        let files = ca.issue(&exhook_testpki::Leaf::new(&["127.0.0.1"])).write(&dir, "server");
+        scenarios::BenchTls { ca: ca.write(&dir, "ca"), cert: files.cert, key: files.key }
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut providers = ProviderProcess::start(
+        &ctx.bins.provider,
+        &specs,
+        ctx.cli.provider_threads,
+        tls.as_ref(),
+        &dir.join("providers.log"),
+    )?;
     let first = providers.addrs[0].1;
     let mut middle: Option<Guard> = None;
     let targets: Vec<String> = match sc.middle {
-        Middle::Direct => providers.addrs.iter().map(|(_, a)| format!("http://{a}")).collect(),
+        Middle::Direct => providers.addrs.iter().map(|(_, a)| format!("{scheme}://{a}")).collect(),
         Middle::Nginx => {
             let (g, addr) = proxies::start_nginx(&ctx.proxies.nginx, &dir, first)?;
             middle = Some(g);
@@ -147,14 +159,14 @@ fn run_once(ctx: &Ctx, sc: &Scenario, shape: Shape, round: u32) -> anyhow::Resul
             let admin = ([127, 0, 0, 1], free_port()?).into();
             std::fs::write(
                 &conf,
-                scenarios::gateway_toml(listen, admin, sc, &providers.addrs, ctx.cli.gateway_threads),
+                scenarios::gateway_toml(listen, admin, sc, &providers.addrs, ctx.cli.gateway_threads, tls.as_ref()),
             )?;
             let mut cmd = Command::new(&ctx.bins.gateway);
             cmd.arg("run").arg("--config").arg(&conf).env("RUST_LOG", "warn");
             let mut g = Guard::spawn("exhook-gateway", &mut cmd, &dir.join("gateway.log"), false)?;
             wait_tcp(listen, 250, &mut g)?;
             middle = Some(g);
-            vec![format!("http://{listen}")]
+            vec![format!("{scheme}://{listen}")]
         }
     };
     let (connections, inflight) = shape.load();
@@ -175,6 +187,9 @@ fn run_once(ctx: &Ctx, sc: &Scenario, shape: Shape, round: u32) -> anyhow::Resul
     }
     for t in &targets {
         cmd.args(["--target", t]);
+    }
+    if let Some(t) = &tls {
+        cmd.arg("--ca-file").arg(&t.ca);
     }
     let log = dir.join("loadgen.log");
     let mut loadgen = Guard::spawn("exhook-loadgen", &mut cmd, &log, true)?;

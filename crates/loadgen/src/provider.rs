@@ -363,6 +363,15 @@ impl BenchProvider {
 
     /// Starts serving `spec` on `listener`. Needs a tokio runtime.
     pub fn start_on(spec: ProviderSpec, listener: TcpListener) -> std::io::Result<BenchProvider> {
+        BenchProvider::start_with(spec, listener, None)
+    }
+
+    /// As [`BenchProvider::start_on`], serving TLS with `tls` when given (ALPN h2 is set).
+    pub fn start_with(
+        spec: ProviderSpec,
+        listener: TcpListener,
+        tls: Option<rustls::ServerConfig>,
+    ) -> std::io::Result<BenchProvider> {
         let addr = listener.local_addr()?;
         let filters = spec.topic_filters();
         let hooks = Hook::hookpoints()
@@ -383,7 +392,6 @@ impl BenchProvider {
         // `Server::tcp_nodelay` is ignored with `serve_with_incoming*`: set it on the incoming
         // itself, or Nagle's algorithm holds back answers written in pieces (40 ms stalls
         // against the peer's delayed ACKs).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut builder = tonic::transport::Server::builder();
         const MAX: usize = 64 << 20;
         let router = match spec.version {
@@ -400,13 +408,24 @@ impl BenchProvider {
                     .max_decoding_message_size(MAX),
             ),
         };
-        tokio::spawn(async move {
-            let _ = router
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let stop = async {
+            let _ = rx.await;
+        };
+        match tls {
+            None => {
+                let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                tokio::spawn(async move {
+                    let _ = router.serve_with_incoming_shutdown(incoming, stop).await;
+                });
+            }
+            Some(mut config) => {
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                let incoming = exhook_sim::tls::incoming(listener, Arc::new(config));
+                tokio::spawn(async move {
+                    let _ = router.serve_with_incoming_shutdown(incoming, stop).await;
+                });
+            }
+        }
         Ok(BenchProvider { spec, addr, calls, shutdown: Some(tx) })
     }
 

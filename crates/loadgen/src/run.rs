@@ -51,6 +51,8 @@ pub struct LoadConfig {
     pub load_first: bool,
     /// Bounded attempts to connect (and to load), 20 ms apart.
     pub attempts: u32,
+    /// For `https://` targets: the CA their certificates chain to (EMQX's `ssl.cacertfile`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadConfig {
@@ -69,6 +71,7 @@ impl Default for LoadConfig {
             watch: Vec::new(),
             load_first: true,
             attempts: 250,
+            ca_file: None,
         }
     }
 }
@@ -226,14 +229,47 @@ pub fn per_10k(cpu_seconds: f64, calls: u64) -> f64 {
     if calls == 0 { 0.0 } else { cpu_seconds * 10_000.0 / calls as f64 }
 }
 
-async fn connect(url: &str, attempts: u32) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+type Tls = (Arc<rustls::ClientConfig>, rustls_pki_types::ServerName<'static>);
+
+/// An HTTP/2 connection to `url`; over TLS (as EMQX with an `ssl` block) for `https://`.
+async fn connect(url: &str, attempts: u32, ca_file: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+    let uri: http::Uri = url.parse().with_context(|| format!("bad target url {url:?}"))?;
+    let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+    let tls: Option<Tls> = if uri.scheme_str() == Some("https") {
+        let files = exhook_tls::ClientFiles { ca_file: ca_file.map(Into::into), ..Default::default() };
+        let config = exhook_tls::client_config(&files)?;
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+        Some((Arc::new(config), rustls_pki_types::ServerName::try_from(host)?))
+    } else {
+        None
+    };
+    let tls = tls.as_ref();
+    // The channel's own URL is only the :authority header; the connector makes the connection.
+    let url = url.replacen("https://", "http://", 1);
+    let endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("bad target url {url:?}"))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(1));
     let mut last = None;
     for _ in 0..attempts.max(1) {
-        match endpoint.connect().await {
+        let connected = match tls {
+            None => endpoint.connect().await,
+            Some((config, name)) => {
+                let (addr, connector) = (authority.clone(), tokio_rustls::TlsConnector::from(Arc::clone(config)));
+                let name = name.clone();
+                endpoint
+                    .connect_with_connector(tower::service_fn(move |_| {
+                        let (addr, connector, name) = (addr.clone(), connector.clone(), name.clone());
+                        async move {
+                            let tcp = tokio::net::TcpStream::connect(addr).await?;
+                            tcp.set_nodelay(true)?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(connector.connect(name, tcp).await?))
+                        }
+                    }))
+                    .await
+            }
+        };
+        match connected {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(e),
         }
@@ -439,7 +475,7 @@ pub async fn run(config: &LoadConfig) -> anyhow::Result<LoadResult> {
     for url in &config.targets {
         let mut per = Vec::new();
         for _ in 0..config.connections {
-            per.push(connect(url, config.attempts).await?);
+            per.push(connect(url, config.attempts, config.ca_file.as_deref()).await?);
         }
         channels.push(per);
     }

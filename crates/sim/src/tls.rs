@@ -41,7 +41,7 @@ impl AsyncWrite for TlsIo {
 }
 
 /// Accepted TLS connections of `listener` (handshakes in their own tasks; failures dropped).
-pub(crate) fn incoming(
+pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsIo>> {

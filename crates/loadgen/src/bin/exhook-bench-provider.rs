@@ -29,6 +29,12 @@ struct Cli {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Serve TLS (https) with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Answer `stats` on stdin; exit when stdin closes.
     #[arg(long)]
     control_stdin: bool,
@@ -39,7 +45,15 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     for (i, spec) in cli.provider.into_iter().enumerate() {
         let port = cli.port.map_or(0, |p| p + i as u16);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        providers.push(BenchProvider::start_on(spec, listener)?);
+        let tls = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files =
+                    exhook_tls::ServerFiles { cert_file: cert.clone(), key_file: key.clone(), client_ca_file: None };
+                Some(exhook_tls::server_config(&files, &[exhook_tls::ALPN_H2])?)
+            }
+            _ => None,
+        };
+        providers.push(BenchProvider::start_with(spec, listener, tls)?);
     }
     {
         let mut out = std::io::stdout().lock();

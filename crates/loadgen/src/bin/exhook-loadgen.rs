@@ -55,6 +55,9 @@ struct Cli {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// For https:// targets: the CA their certificates chain to.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
     /// Print the result as JSON on stdout (the human summary goes to stderr).
     #[arg(long)]
     json: bool,
@@ -98,6 +101,7 @@ fn main() -> std::process::ExitCode {
         timeout: cli.timeout,
         clients: cli.clients,
         watch: cli.watch,
+        ca_file: cli.ca_file.clone(),
         load_first: !cli.no_load,
         ..LoadConfig::default()
     };
