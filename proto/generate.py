@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes proto/emqx/exhook/v{1,2,3}/exhook.proto from the field tables in
-../shared/exhook/fields-v*.json, and proto/exhook/gateway/model.proto, the
+proto/contract/fields-v*.json (copied from the shared contract), and proto/exhook/gateway/model.proto, the
 gateway's internal superset of all three (same field numbers, so a message of
 any package decodes into it; see crates/proto/README.md).
 
@@ -12,7 +12,7 @@ import json, os, sys
 from collections import OrderedDict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.environ.get("EXHOOK_CONTRACT_DIR", os.path.join(HERE, "..", "..", "shared", "exhook"))
+SHARED = os.environ.get("EXHOOK_CONTRACT_DIR", os.path.join(HERE, "contract"))
 
 SCALARS = {"string", "bool", "bytes", "int32", "int64", "uint32", "uint64", "sint32", "sint64",
            "fixed32", "fixed64", "sfixed32", "sfixed64", "double", "float"}

@@ -1,4 +1,4 @@
-//! Replays the shared EMQX-shaped sample sessions (`/work/shared/exhook/sample-session-v{1,2,3}.jsonl`)
+//! Replays the shared EMQX-shaped sample sessions (`proto/contract/sample-session-v{1,2,3}.jsonl`, copied from the shared contract)
 //! through the gateway, using the fixtures — not our own reading of the proto — as the truth.
 //!
 //! Requests are built from the fixtures' protobuf JSON with prost-reflect against the gateway's
@@ -39,7 +39,7 @@ struct Line {
 fn contract_dir() -> PathBuf {
     let dir = std::env::var_os("EXHOOK_CONTRACT_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/exhook")));
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto/contract")));
     assert!(
         dir.join("sample-session-v1.jsonl").is_file(),
         "EMQX contract fixtures not found in {} (set EXHOOK_CONTRACT_DIR)",

@@ -1,5 +1,5 @@
 //! Proves the compiled protobuf descriptors agree with the contract's field tables
-//! (`shared/exhook/fields-v{1,2,3}.json`), which are the source of truth:
+//! (`proto/contract/fields-v{1,2,3}.json`, copied from the shared contract), which are the source of truth:
 //!
 //! * each `emqx.exhook.vN` file has exactly the table's messages, fields (name, number, type,
 //!   label, oneof), nested enums, reserved numbers/names and `HookProvider` RPCs;
@@ -7,7 +7,7 @@
 //!   single documented exception of v1's string `BrokerInfo.uptime`;
 //! * the checker itself notices a mutated table.
 //!
-//! The tables are found in `$EXHOOK_CONTRACT_DIR`, else in `../../../shared/exhook` relative to
+//! The tables are found in `$EXHOOK_CONTRACT_DIR`, else in `../../proto/contract` relative to
 //! this crate. A missing table fails the tests: they are never skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +70,7 @@ struct Package {
 fn contract_dir() -> PathBuf {
     let dir = match std::env::var_os("EXHOOK_CONTRACT_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/exhook")),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto/contract")),
     };
     assert!(
         dir.is_dir(),
