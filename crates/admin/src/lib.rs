@@ -124,8 +124,8 @@ pub async fn serve_tls(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// Accepts TCP connections and completes TLS handshakes in their own tasks (a slow client
-/// never holds up the others), at most 64 at once, each within 10 s.
+/// The `[admin.tls]` listener: handshakes by [`exhook_tls::accept_tls`] (at most 64 at once,
+/// each within 10 s), established connections handed to axum.
 struct TlsListener {
     ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
     addr: std::net::SocketAddr,
@@ -137,33 +137,15 @@ impl TlsListener {
         tls: Arc<exhook_tls::Watched<exhook_tls::rustls::ServerConfig>>,
     ) -> std::io::Result<TlsListener> {
         let addr = listener.local_addr()?;
-        let (tx, ready) = tokio::sync::mpsc::channel(16);
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(64));
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    r = listener.accept() => r,
-                    () = tx.closed() => return,
-                };
-                let Ok((stream, remote)) = accepted else {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                };
-                let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => {
-                            let _ = tx.send((s, remote)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "admin TLS handshake refused"),
-                        Err(_) => tracing::debug!(%remote, "admin TLS handshake timed out"),
-                    }
-                });
-            }
-        });
+        let ready = exhook_tls::accept_tls(
+            listener,
+            move || tls.current(),
+            64,
+            std::time::Duration::from_secs(10),
+            |remote, e| {
+                tracing::debug!(%remote, error = %e, "admin TLS connection not established");
+            },
+        );
         Ok(TlsListener { ready, addr })
     }
 }

@@ -435,8 +435,7 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
     let mut tenants = vec![tenant(&mut p, "", "default", &[], None, None, &raw.chains, &index)];
     let mut cluster_owner: HashMap<&str, &str> = HashMap::new();
     let mut cert_owner: HashMap<&str, &str> = HashMap::new();
-    let mtls = tls.as_ref().is_some_and(|t| t.files.client_ca_file.is_some())
-        || raw.server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    let mtls = raw.server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
     for (i, rt) in raw.tenants.iter().enumerate() {
         let RawTenant { name, cluster_names, providers: tp, max_inflight, chains, .. } = rt;
         let prefix = format!("tenants[{i}] ({name}).");

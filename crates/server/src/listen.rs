@@ -10,8 +10,8 @@
 //! names) that tonic puts into every request's extensions; the tenant is decided per call
 //! from it against the running snapshot (see `exec::Runtime::tenant_of`).
 //!
-//! TLS handshakes run in their own tasks (a slow client never holds up the accept loop),
-//! at most [`MAX_HANDSHAKES`] at once, each within [`HANDSHAKE_TIMEOUT`]. Certificate files
+//! TLS handshakes run in their own tasks (`exhook_tls::accept_tls`: a slow client never holds
+//! up the accept loop), at most [`MAX_HANDSHAKES`] at once, each within [`HANDSHAKE_TIMEOUT`]. Certificate files
 //! are re-read every [`TLS_POLL`] and used by new handshakes when they changed (see
 //! `exhook_tls::Watched`); established connections keep theirs.
 
@@ -28,7 +28,7 @@ use exhook_metrics::{IdentityEvent, Metrics};
 use exhook_tls::Watched;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 /// TLS handshakes in progress at most (per listener); further connections wait to be accepted.
@@ -209,54 +209,48 @@ impl Listeners {
 }
 
 async fn accept_loop(b: Bound, tx: mpsc::Sender<io::Result<CallerStream>>, metrics: Arc<Metrics>) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let accepted = tokio::select! {
-            r = b.listener.accept() => r,
-            () = tx.closed() => return,
-        };
-        let (stream, remote) = match accepted {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(listener = %b.key, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Nagle's algorithm meets EMQX's delayed ACKs otherwise (40 ms stalls).
-        let _ = stream.set_nodelay(true);
-        let Some(tls) = &b.tls else {
-            let caller = Caller::new(Some(remote), b.tenant.clone(), None, b.unknown_client);
+    let Bound { key, listener, tls, tenant, unknown_client } = b;
+    let Some(tls) = tls else {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                () = tx.closed() => return,
+            };
+            let (stream, remote) = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = %key, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Nagle's algorithm meets EMQX's delayed ACKs otherwise (40 ms stalls).
+            let _ = stream.set_nodelay(true);
+            let caller = Caller::new(Some(remote), tenant.clone(), None, unknown_client);
             if tx.send(Ok(CallerStream { io: Io::Plain(stream), caller })).await.is_err() {
                 return;
             }
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-        let (tx, tenant, unknown_client, key, metrics) =
-            (tx.clone(), b.tenant.clone(), b.unknown_client, b.key.clone(), Arc::clone(&metrics));
-        tokio::spawn(async move {
-            let _permit = permit;
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    metrics.identity(IdentityEvent::HandshakeFailed);
-                    tracing::info!(listener = %key, %remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    metrics.identity(IdentityEvent::HandshakeFailed);
-                    tracing::info!(listener = %key, %remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let cert_names =
-                stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(exhook_tls::certificate_names);
-            let caller = Caller::new(Some(remote), tenant, cert_names, unknown_client);
-            let _ = tx.send(Ok(CallerStream { io: Io::Tls(Box::new(stream)), caller })).await;
-        });
+        }
+    };
+    let failed_key = key.clone();
+    let mut ready = exhook_tls::accept_tls(
+        listener,
+        move || tls.current(),
+        MAX_HANDSHAKES,
+        HANDSHAKE_TIMEOUT,
+        move |remote, e| {
+            metrics.identity(IdentityEvent::HandshakeFailed);
+            tracing::info!(listener = %failed_key, %remote, error = %e, "TLS connection not established");
+        },
+    );
+    while let Some((stream, remote)) = ready.recv().await {
+        let cert_names =
+            stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(exhook_tls::certificate_names);
+        let caller = Caller::new(Some(remote), tenant.clone(), cert_names, unknown_client);
+        if tx.send(Ok(CallerStream { io: Io::Tls(Box::new(stream)), caller })).await.is_err() {
+            return;
+        }
     }
 }
 

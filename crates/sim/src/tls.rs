@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use exhook_hooks::Version;
 use hyper_util::rt::TokioIo;
@@ -40,30 +41,14 @@ impl AsyncWrite for TlsIo {
     }
 }
 
-/// Accepted TLS connections of `listener` (handshakes in their own tasks; failures dropped).
+/// Accepted TLS connections of `listener` (failed handshakes dropped).
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsIo>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
-                () = tx.closed() => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let _ = stream.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                if let Ok(s) = acceptor.accept(stream).await {
-                    let _ = tx.send(Ok(TlsIo(s))).await;
-                }
-            });
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+) -> impl futures::Stream<Item = std::io::Result<TlsIo>> + Send + 'static {
+    use futures::StreamExt as _;
+    let ready = exhook_tls::accept_tls(listener, move || Arc::clone(&config), 256, Duration::from_secs(10), |_, _| {});
+    tokio_stream::wrappers::ReceiverStream::new(ready).map(|(s, _)| Ok(TlsIo(s)))
 }
 
 impl EmqxClient {

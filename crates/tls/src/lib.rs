@@ -17,6 +17,7 @@
 //! an error or a log line: errors name the file and what is wrong with it.
 #![warn(missing_docs)]
 
+mod accept;
 mod names;
 mod watch;
 
@@ -31,9 +32,11 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use accept::{HandshakeFailure, accept_tls};
 pub use names::certificate_names;
 pub use rustls;
 pub use rustls_pki_types::ServerName;
+pub use tokio_rustls;
 pub use watch::{Refresh, Watched};
 
 /// ALPN for gRPC: HTTP/2 only.
