@@ -212,21 +212,10 @@ async fn accept_loop(b: Bound, tx: mpsc::Sender<io::Result<CallerStream>>, metri
     let Bound { key, listener, tls, tenant, unknown_client } = b;
     let Some(tls) = tls else {
         loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
+            let (stream, remote) = tokio::select! {
+                c = exhook_tls::accept_tcp(&listener) => c,
                 () = tx.closed() => return,
             };
-            let (stream, remote) = match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(listener = %key, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Nagle's algorithm meets EMQX's delayed ACKs otherwise (40 ms stalls).
-            let _ = stream.set_nodelay(true);
             let caller = Caller::new(Some(remote), tenant.clone(), None, unknown_client);
             if tx.send(Ok(CallerStream { io: Io::Plain(stream), caller })).await.is_err() {
                 return;

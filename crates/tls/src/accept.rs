@@ -26,6 +26,24 @@ impl std::fmt::Display for HandshakeFailure {
     }
 }
 
+/// The next TCP connection on `listener`, with TCP_NODELAY set (Nagle's algorithm meets the
+/// peer's delayed ACKs otherwise: 40 ms stalls). Accept errors (out of file descriptors and the
+/// like) are logged and retried after 50 ms instead of spinning.
+pub async fn accept_tcp(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, remote);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Accepts TCP connections on `listener` (TCP_NODELAY set) and completes each TLS handshake
 /// in its own task, with the configuration `config()` returns at that moment (so a rotation
 /// applies to the next handshake), at most `max_handshakes` at once, each within `timeout`.
@@ -43,21 +61,10 @@ pub fn accept_tls(
     let on_failure = Arc::new(on_failure);
     tokio::spawn(async move {
         loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
+            let (stream, remote) = tokio::select! {
+                c = accept_tcp(&listener) => c,
                 () = tx.closed() => return,
             };
-            let (stream, remote) = match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Nagle's algorithm meets delayed ACKs otherwise (40 ms stalls).
-            let _ = stream.set_nodelay(true);
             let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
             let acceptor = tokio_rustls::TlsAcceptor::from(config());
             let (tx, on_failure) = (tx.clone(), Arc::clone(&on_failure));

@@ -32,7 +32,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use accept::{HandshakeFailure, accept_tls};
+pub use accept::{HandshakeFailure, accept_tcp, accept_tls};
 pub use names::certificate_names;
 pub use rustls;
 pub use rustls_pki_types::ServerName;
