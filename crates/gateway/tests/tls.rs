@@ -423,9 +423,15 @@ async fn https_providers_with_their_own_ca_a_client_certificate_and_name_checks(
     assert!(verdict(&emqx).await.unwrap());
 
     // Name mismatch and missing client certificate: transport failures → deny, with the cause.
-    for (name, with_cert, cause) in [("other.team-a.svc", true, "name mismatch"), ("auth.team-a.svc", false, "refused")]
-    {
-        let config = Config::parse(&tls_block(name, with_cert), Path::new("<t>")).unwrap();
+    // A CA the provider's certificate does not chain to: unknown CA.
+    let stranger = Pki::new("stranger CA");
+    let unknown_ca = tls_block("auth.team-a.svc", true).replace(&team.ca_file(), &stranger.ca_file());
+    for (name, toml, cause) in [
+        ("name mismatch", tls_block("other.team-a.svc", true), "name mismatch"),
+        ("no client certificate", tls_block("auth.team-a.svc", false), "refused"),
+        ("unknown CA", unknown_ca, "unknown CA"),
+    ] {
+        let config = Config::parse(&toml, Path::new("<t>")).unwrap();
         let provider = exhook_upstream::Provider::new(config.providers[0].clone()).unwrap();
         let e = provider.load(&common::loaded_request(Version::V3, "emqxcl"), Duration::from_secs(2)).await;
         let text = format!("{:?}", e.expect_err(name));
