@@ -217,6 +217,7 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                 calls_failed: s.calls_failed.load(Ordering::Relaxed),
                 queued: p.queues().len(),
                 dropped: s.notify_dropped_full.load(Ordering::Relaxed)
+                    + s.notify_dropped_bytes.load(Ordering::Relaxed)
                     + s.notify_dropped_closed.load(Ordering::Relaxed)
                     + s.notify_dropped_shutdown.load(Ordering::Relaxed),
                 latency_buckets: gateway

@@ -68,6 +68,17 @@ pub enum UnknownClient {
     Default,
 }
 
+/// What happens to a call whose `RequestMeta.cluster_name` no tenant claims, when tenants
+/// are configured (`[server] unknown_cluster`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownCluster {
+    /// `OnProviderLoaded` fails (EMQX logs it), every other call is `PERMISSION_DENIED` (default).
+    #[default]
+    Reject,
+    /// It is the default tenant.
+    Default,
+}
+
 /// `[server.tls]`: the TLS (or mTLS) listener for EMQX.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerTls {
@@ -111,6 +122,15 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Async runtime worker threads (`None`: one per CPU core).
     pub worker_threads: Option<usize>,
+    /// A `cluster_name` no tenant claims (only when `[[tenants]]` exist).
+    pub unknown_cluster: UnknownCluster,
+    /// EMQX-facing connections open at most, over every listener; beyond it new connections
+    /// wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams (calls) in flight per EMQX connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// The largest request message EMQX may send, in bytes (larger: `RESOURCE_EXHAUSTED`).
+    pub max_request_bytes: usize,
 }
 
 /// The `[admin]` table: metrics, health, status API and page.
@@ -147,6 +167,11 @@ pub struct ProviderConfig {
     pub notify: NotifyMode,
     /// Capacity of each notification queue shard.
     pub queue_size: usize,
+    /// Bytes of encoded notifications queued at most (over every shard and tenant); beyond it
+    /// notifications are dropped (reason `queue_bytes`).
+    pub queue_bytes: usize,
+    /// The largest reply message accepted from the provider, in bytes (larger: the call fails).
+    pub max_reply_bytes: usize,
     /// Number of notification queue shards (one delivery task each; a clientid always maps
     /// to the same shard, so its events stay in order).
     pub queue_shards: usize,
@@ -182,13 +207,17 @@ pub struct TenantConfig {
     /// The tenant's providers (indices into [`Config::providers`], in `[[providers]]` order):
     /// hooks without an explicit chain go to those of them that registered the hook.
     pub providers: Vec<usize>,
+    /// Every provider the tenant can reach: `providers` and every member of its explicit
+    /// chains, in `[[providers]]` order. Its OnProviderLoaded/Unloaded go to these; no
+    /// other provider ever sees one of its calls.
+    pub reachable: Vec<usize>,
     /// Hooks with an explicit chain.
     pub explicit: HookSet,
     /// EMQX calls of this tenant in flight at most (`None`: unlimited); beyond it every
     /// provider of the chain counts as shed (its `failed_action` applies).
     pub max_inflight: Option<usize>,
     /// The resolved chain per hook (indexed by [`Hook::index`]): the explicit chain, or
-    /// the tenant's providers.
+    /// the tenant's providers (lifecycle hooks: every reachable provider).
     pub chains: Vec<Vec<usize>>,
 }
 
@@ -225,16 +254,6 @@ impl Config {
         let raw: raw::RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
         resolve::resolve(raw).map_err(|problems| ConfigError::Invalid { path: origin.to_owned(), problems })
-    }
-
-    /// The tenant for a `RequestMeta.cluster_name` (the default tenant if none claims it).
-    pub fn tenant_for(&self, cluster_name: &str) -> usize {
-        self.tenants.iter().position(|t| t.cluster_names.iter().any(|c| c == cluster_name)).unwrap_or(0)
-    }
-
-    /// Index of the provider named `name`.
-    pub fn provider_index(&self, name: &str) -> Option<usize> {
-        self.providers.iter().position(|p| p.name == name)
     }
 }
 

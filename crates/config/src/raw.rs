@@ -17,7 +17,17 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
     #[serde(default)]
+    pub default_tenant: RawDefaultTenant,
+    #[serde(default)]
     pub admin: RawAdmin,
+}
+
+/// `[default_tenant]`: the providers of the tenant `[chains]` configures.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaultTenant {
+    pub providers: Option<Vec<String>>,
+    pub max_inflight: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -58,6 +68,10 @@ pub(crate) struct RawServer {
     pub drain_timeout: Option<String>,
     pub worker_threads: Option<i64>,
     pub tls: Option<RawServerTls>,
+    pub unknown_cluster: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_concurrent_streams: Option<i64>,
+    pub max_request_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +86,8 @@ pub(crate) struct RawProvider {
     pub notify: Option<String>,
     pub queue_size: Option<i64>,
     pub queue_shards: Option<i64>,
+    pub queue_bytes: Option<i64>,
+    pub max_reply_bytes: Option<i64>,
     pub connect_timeout: Option<String>,
     pub connections: Option<i64>,
     pub max_inflight: Option<i64>,

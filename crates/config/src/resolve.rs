@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use crate::raw::{RawBreaker, RawClientTls, RawConfig, RawProvider, RawServerTls, RawTenant};
 use crate::{
     AdminConfig, BreakerSettings, ClientFiles, Config, FailedAction, NotifyMode, ProviderConfig, ProviderTls,
-    ServerConfig, ServerFiles, ServerTls, TenantConfig, TenantListener, UnknownClient,
+    ServerConfig, ServerFiles, ServerTls, TenantConfig, TenantListener, UnknownClient, UnknownCluster,
 };
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
@@ -31,6 +31,19 @@ const MAX_INFLIGHT: i64 = 1 << 20;
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_EJECT_AFTER: u32 = 5;
 const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+const MIB: i64 = 1024 * 1024;
+/// 4 MiB, tonic's own default message limit (EMQX's largest default MQTT packet is 1 MiB).
+const DEFAULT_MESSAGE_BYTES: usize = exhook_proto::codec::DEFAULT_MAX_MESSAGE_BYTES;
+const MAX_MESSAGE_BYTES: i64 = 256 * MIB;
+/// 64 MiB of queued notifications per provider with the defaults (8 shards x 1024 entries
+/// could otherwise hold 8192 x 4 MiB).
+const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
+const MAX_QUEUE_BYTES: i64 = 16 * 1024 * MIB;
+/// EMQX opens `pool_size` connections per node (default: its scheduler count); 1024 covers a
+/// 32-node cluster of 32-core nodes.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Per EMQX connection; EMQX's hook calls on one connection are bounded by its client processes.
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 struct Problems(Vec<String>);
 
@@ -151,6 +164,9 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
     let connections = bounded("connections", r.connections, MAX_CONNECTIONS, DEFAULT_CONNECTIONS);
     let max_inflight = bounded("max_inflight", r.max_inflight, MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT);
     let eject_after = bounded("eject_after", r.eject_after, 1_000_000, DEFAULT_EJECT_AFTER as usize) as u32;
+    let queue_bytes = byte_size(p, &key("queue_bytes"), r.queue_bytes, 1024, MAX_QUEUE_BYTES, DEFAULT_QUEUE_BYTES);
+    let max_reply_bytes =
+        byte_size(p, &key("max_reply_bytes"), r.max_reply_bytes, 1024, MAX_MESSAGE_BYTES, DEFAULT_MESSAGE_BYTES);
     let tls = provider_tls(p, &key("tls"), r.tls.as_ref(), &urls);
     ProviderConfig {
         name: r.name.clone(),
@@ -161,6 +177,8 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
         notify,
         queue_size,
         queue_shards,
+        queue_bytes,
+        max_reply_bytes,
         connect_timeout: duration(p, &key("connect_timeout"), r.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT),
         connections,
         max_inflight,
@@ -225,6 +243,18 @@ fn server_files(p: &mut Problems, key: &str, r: &RawServerTls) -> Option<ServerF
         p.add(format!("{key}.{}", e.key), e.reason());
     }
     Some(files)
+}
+
+/// A size in bytes within `min..=max`.
+fn byte_size(p: &mut Problems, key: &str, value: Option<i64>, min: i64, max: i64, default: usize) -> usize {
+    match value {
+        None => default,
+        Some(n) if (min..=max).contains(&n) => n as usize,
+        Some(n) => {
+            p.add(key, format!("{n} must be between {min} and {max} (bytes)"));
+            default
+        }
+    }
 }
 
 fn address(p: &mut Problems, key: &str, text: &str) -> Option<SocketAddr> {
@@ -305,23 +335,35 @@ fn names_to_indices(p: &mut Problems, key: &str, names: &[String], index: &HashM
     out
 }
 
+/// What a tenant reaches when it does not list `providers`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ImplicitProviders {
+    /// Every provider: the default tenant of a configuration without `[[tenants]]`.
+    All,
+    /// None: only the members of its explicit chains (isolation between tenants).
+    None,
+}
+
+/// The routing table of one tenant (the caller fills in identity: certificate names, own
+/// listener). Isolation: a tenant reaches the providers it lists and the members of its
+/// explicit chains, nothing else. `prefix` leads its chains' keys, `own` its other keys.
 #[allow(clippy::too_many_arguments)]
 fn tenant(
     p: &mut Problems,
-    prefix: &str,
+    (prefix, own): (&str, &str),
     name: &str,
     cluster_names: &[String],
     providers: Option<&[String]>,
+    implicit: ImplicitProviders,
     max_inflight: Option<i64>,
     chains: &BTreeMap<String, Vec<String>>,
     index: &HashMap<&str, usize>,
 ) -> TenantConfig {
-    // Identity (certificate names, own listener) is filled in by the caller.
-    let all: Vec<usize> = (0..index.len()).collect();
-    let providers = match providers {
-        None => all,
-        Some(names) => {
-            let mut v = names_to_indices(p, &format!("{prefix}providers"), names, index);
+    let providers = match (providers, implicit) {
+        (None, ImplicitProviders::All) => (0..index.len()).collect(),
+        (None, ImplicitProviders::None) => Vec::new(),
+        (Some(names), _) => {
+            let mut v = names_to_indices(p, &format!("{own}providers"), names, index);
             v.sort_unstable(); // [[providers]] order
             v
         }
@@ -344,11 +386,17 @@ fn tenant(
         explicit.insert(hook);
         chain_by_hook[hook.index()] = Some(names_to_indices(p, &key, members, index));
     }
+    let mut reachable = providers.clone();
+    for c in chain_by_hook.iter().flatten() {
+        reachable.extend_from_slice(c);
+    }
+    reachable.sort_unstable();
+    reachable.dedup();
     let chains = Hook::ALL
         .into_iter()
         .zip(chain_by_hook)
         .map(|(h, c)| match (h.kind(), c) {
-            (HookKind::Lifecycle, _) => providers.clone(),
+            (HookKind::Lifecycle, _) => reachable.clone(),
             (_, Some(c)) => c,
             (_, None) => providers.clone(),
         })
@@ -357,7 +405,7 @@ fn tenant(
         None => None,
         Some(n) if (1..=MAX_INFLIGHT).contains(&n) => Some(n as usize),
         Some(n) => {
-            p.add(format!("{prefix}max_inflight"), format!("{n} must be between 1 and {MAX_INFLIGHT}"));
+            p.add(format!("{own}max_inflight"), format!("{n} must be between 1 and {MAX_INFLIGHT}"));
             None
         }
     };
@@ -367,6 +415,7 @@ fn tenant(
         client_cert_names: Vec::new(),
         listener: None,
         providers,
+        reachable,
         explicit,
         max_inflight,
         chains,
@@ -394,6 +443,34 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
             None
         }
     };
+    let unknown_cluster = match raw.server.unknown_cluster.as_deref() {
+        None | Some("reject") => UnknownCluster::Reject,
+        Some("default") => UnknownCluster::Default,
+        Some(s) => {
+            p.add("server.unknown_cluster", format!("{s:?} must be reject or default"));
+            UnknownCluster::Reject
+        }
+    };
+    let mut count = |k: &str, v: Option<i64>, default: usize| match v {
+        None => default,
+        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            p.add(format!("server.{k}"), format!("{n} must be between 1 and 1000000"));
+            default
+        }
+    };
+    let max_connections = count("max_connections", raw.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+    let max_concurrent_streams =
+        count("max_concurrent_streams", raw.server.max_concurrent_streams, DEFAULT_MAX_CONCURRENT_STREAMS as usize)
+            as u32;
+    let max_request_bytes = byte_size(
+        &mut p,
+        "server.max_request_bytes",
+        raw.server.max_request_bytes,
+        1024,
+        MAX_MESSAGE_BYTES,
+        DEFAULT_MESSAGE_BYTES,
+    );
     let admin_text = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
     let admin_listen = admin_text.parse::<SocketAddr>().unwrap_or_else(|e| {
         p.add("admin.listen", format!("{admin_text:?} is not an address:port ({e})"));
@@ -432,7 +509,21 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
         }
     }
 
-    let mut tenants = vec![tenant(&mut p, "", "default", &[], None, None, &raw.chains, &index)];
+    // Without [[tenants]] the default tenant is everyone and owns every provider (single-team
+    // use needs no routing configuration); with tenants it owns only what it names.
+    let implicit = if raw.tenants.is_empty() { ImplicitProviders::All } else { ImplicitProviders::None };
+    let default_tenant = tenant(
+        &mut p,
+        ("", "default_tenant."),
+        "default",
+        &[],
+        raw.default_tenant.providers.as_deref(),
+        implicit,
+        raw.default_tenant.max_inflight,
+        &raw.chains,
+        &index,
+    );
+    let mut tenants = vec![default_tenant];
     let mut cluster_owner: HashMap<&str, &str> = HashMap::new();
     let mut cert_owner: HashMap<&str, &str> = HashMap::new();
     let mtls = raw.server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
@@ -491,7 +582,23 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
                 p.add(format!("{prefix}cluster_names"), format!("{c:?} already selects tenant {other:?}"));
             }
         }
-        let mut t = tenant(&mut p, &prefix, name, cluster_names, tp.as_deref(), *max_inflight, chains, &index);
+        let mut t = tenant(
+            &mut p,
+            (&prefix, &prefix),
+            name,
+            cluster_names,
+            tp.as_deref(),
+            ImplicitProviders::None,
+            *max_inflight,
+            chains,
+            &index,
+        );
+        if t.reachable.is_empty() && !providers.is_empty() {
+            p.add(
+                format!("{prefix}providers"),
+                "the tenant reaches no provider: list its providers (or name them in its chains)",
+            );
+        }
         t.client_cert_names = rt.client_cert_names.clone();
         t.listener = listener;
         tenants.push(t);
@@ -519,7 +626,17 @@ pub(crate) fn resolve(raw: RawConfig) -> Result<Config, Vec<String>> {
 
     if p.0.is_empty() {
         Ok(Config {
-            server: ServerConfig { listen, tls, default_deadline, drain_timeout, worker_threads },
+            server: ServerConfig {
+                listen,
+                tls,
+                default_deadline,
+                drain_timeout,
+                worker_threads,
+                unknown_cluster,
+                max_connections,
+                max_concurrent_streams,
+                max_request_bytes,
+            },
             providers,
             tenants,
             admin,
@@ -534,8 +651,12 @@ pub fn render_chains(config: &Config) -> String {
     let mut out = String::new();
     let name = |i: &usize| config.providers[*i].name.as_str();
     for t in &config.tenants {
-        let clusters =
-            if t.cluster_names.is_empty() { "any other cluster".to_owned() } else { t.cluster_names.join(", ") };
+        let clusters = match (t.cluster_names.is_empty(), config.tenants.len(), config.server.unknown_cluster) {
+            (false, _, _) => t.cluster_names.join(", "),
+            (true, 1, _) => "any".to_owned(),
+            (true, _, UnknownCluster::Default) => "any no other tenant claims".to_owned(),
+            (true, _, UnknownCluster::Reject) => "none: unknown clusters are refused".to_owned(),
+        };
         let _ = write!(out, "tenant {} (cluster_name: {clusters}", t.name);
         if !t.client_cert_names.is_empty() {
             let _ = write!(out, "; client certificate: {}", t.client_cert_names.join(", "));
@@ -544,6 +665,9 @@ pub fn render_chains(config: &Config) -> String {
             let _ = write!(out, "; own listener: {}{}", l.listen, if l.tls.is_some() { " (TLS)" } else { "" });
         }
         let _ = writeln!(out, ")");
+        let reaches: Vec<&str> = t.reachable.iter().map(name).collect();
+        let reaches = if reaches.is_empty() { "no provider".to_owned() } else { reaches.join(", ") };
+        let _ = writeln!(out, "  reaches {reaches} (and no other provider)");
         for hook in Hook::hookpoints() {
             let members: Vec<&str> = t.chain(hook).iter().map(name).collect();
             let how = if t.explicit.contains(hook) { "chain" } else { "registered" };

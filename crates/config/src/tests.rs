@@ -74,19 +74,88 @@ providers = ["audit"]
     assert_eq!(d.chain(Hook::ClientAuthenticate), &[1, 0]);
     assert_eq!(d.chain(Hook::ClientAuthorize), &[0]);
     assert!(d.chain(Hook::MessagePublish).is_empty());
-    assert_eq!(d.chain(Hook::SessionCreated), &[0, 1]);
+    // With [[tenants]] the default tenant owns only what it names: no implicit routing.
+    assert!(d.chain(Hook::SessionCreated).is_empty());
+    assert_eq!(d.reachable, [0, 1]);
+    assert_eq!(d.chain(Hook::ProviderLoaded), &[0, 1]);
     assert!(d.explicit.contains(Hook::MessagePublish));
     assert!(!d.explicit.contains(Hook::SessionCreated));
     let f = &c.tenants[1];
     assert_eq!(f.chain(Hook::ClientAuthenticate), &[0]);
     assert_eq!(f.chain(Hook::SessionCreated), &[1]);
-    assert_eq!(c.tenant_for("emqx-factory-a2"), 1);
-    assert_eq!(c.tenant_for("emqxcl"), 0);
-    assert_eq!(c.tenant_for(""), 0);
+    assert_eq!(f.reachable, [0, 1], "its providers and its chains' members");
     let shown = render_chains(&c);
     assert!(shown.contains("client.authenticate"), "{shown}");
     assert!(shown.contains("audit -> auth"), "{shown}");
     assert!(shown.contains("tenant factory-a (cluster_name: emqx-factory-a, emqx-factory-a2)"), "{shown}");
+    assert!(shown.contains("tenant default (cluster_name: none: unknown clusters are refused)"), "{shown}");
+    assert!(shown.contains("  reaches auth, audit (and no other provider)"), "{shown}");
+}
+
+#[test]
+fn isolation_is_the_default() {
+    // No [[tenants]]: everything is the default tenant and reaches every provider.
+    let c = parse(TWO).unwrap();
+    assert_eq!(c.tenants[0].reachable, [0, 1]);
+    assert_eq!(c.tenants[0].chain(Hook::ClientAuthorize), &[0, 1]);
+    assert_eq!(c.server.unknown_cluster, UnknownCluster::Reject);
+    // With tenants: a tenant reaches exactly what it names, the default tenant too.
+    let text = format!(
+        r#"{TWO}
+[server]
+unknown_cluster = "default"
+[default_tenant]
+providers = ["audit"]
+max_inflight = 7
+[[tenants]]
+name = "a"
+cluster_names = ["ca"]
+[tenants.chains]
+"client.authorize" = ["auth"]
+[[tenants]]
+name = "b"
+cluster_names = ["cb"]
+providers = ["audit"]
+"#
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.server.unknown_cluster, UnknownCluster::Default);
+    let (d, a, b) = (&c.tenants[0], &c.tenants[1], &c.tenants[2]);
+    assert_eq!((d.reachable.as_slice(), d.max_inflight), (&[1][..], Some(7)));
+    assert_eq!(a.reachable, [0]);
+    assert!(a.chain(Hook::MessagePublish).is_empty() && a.chain(Hook::SessionCreated).is_empty());
+    assert_eq!(a.chain(Hook::ProviderLoaded), &[0]);
+    assert_eq!(b.reachable, [1]);
+    assert_eq!(b.chain(Hook::ClientAuthenticate), &[1]);
+    // A tenant that names nothing reaches nothing: refused, as are bad values.
+    let text = format!(
+        "{TWO}\n[server]\nunknown_cluster = \"maybe\"\n[default_tenant]\nproviders = [\"ghost\"]\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\n"
+    );
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(e.contains("server.unknown_cluster: \"maybe\" must be reject or default"), "{e}");
+    assert!(e.contains("default_tenant.providers: names unknown provider \"ghost\""), "{e}");
+    assert!(e.contains("tenants[0] (t).providers: the tenant reaches no provider"), "{e}");
+}
+
+#[test]
+fn bounds_have_safe_defaults_and_named_errors() {
+    let c = parse(TWO).unwrap();
+    assert_eq!(c.server.max_connections, 1024);
+    assert_eq!(c.server.max_concurrent_streams, 1024);
+    assert_eq!(c.server.max_request_bytes, 4 << 20);
+    assert_eq!(c.providers[0].max_reply_bytes, 4 << 20);
+    assert_eq!(c.providers[0].queue_bytes, 64 << 20);
+    let text = "[server]\nmax_connections = 0\nmax_concurrent_streams = 2000000\nmax_request_bytes = 10\n[[providers]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = -1\nmax_reply_bytes = 99999999999\n";
+    let e = parse(text).unwrap_err().to_string();
+    for key in [
+        "server.max_connections: 0 must be between 1 and 1000000",
+        "server.max_concurrent_streams: 2000000",
+        "server.max_request_bytes: 10 must be between 1024",
+        "providers[0] (a).queue_bytes: -1",
+        "providers[0] (a).max_reply_bytes: 99999999999",
+    ] {
+        assert!(e.contains(key), "{key} in {e}");
+    }
 }
 
 #[test]
@@ -216,6 +285,7 @@ half_open_probes = 1
 [[tenants]]
 name = "t"
 cluster_names = ["c"]
+providers = ["auth"]
 max_inflight = 50
 "#;
     let c = parse(text).unwrap();
@@ -331,9 +401,11 @@ server_name = "auth.team-a.svc"
 [[tenants]]
 name = "factory-a"
 client_cert_names = ["emqx-factory-a.example.com"]
+providers = ["auth"]
 
 [[tenants]]
 name = "factory-b"
+providers = ["auth"]
 listen = "127.0.0.1:9101"
 [tenants.tls]
 cert_file = "{cert}"

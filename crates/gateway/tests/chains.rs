@@ -285,19 +285,34 @@ async fn tenant_is_selected_by_cluster_name() {
     let b = SimProvider::builder(Version::V2).hooks(&["client.authenticate", "session.created"]).start().await.unwrap();
     a.set_script(valued(|_| Reply::bool(ResponsedType::Continue, true)));
     b.set_script(valued(|_| Reply::bool(ResponsedType::StopAndReturn, false)));
+    // The default tenant (any other cluster, as unknown_cluster = "default" says) owns `a`;
+    // factory-a owns `b` and names `a` in one chain only.
     let toml = format!(
-        "{}{}[chains]\n\"client.authenticate\" = [\"a\"]\n\n[[tenants]]\nname = \"factory-a\"\ncluster_names = [\"emqx-factory-a\"]\nproviders = [\"b\"]\n[tenants.chains]\n\"client.authenticate\" = [\"b\", \"a\"]\n",
+        "[server]\nunknown_cluster = \"default\"\n{}{}[default_tenant]\nproviders = [\"a\"]\n[chains]\n\"client.authenticate\" = [\"a\"]\n\n[[tenants]]\nname = \"factory-a\"\ncluster_names = [\"emqx-factory-a\"]\nproviders = [\"b\"]\n[tenants.chains]\n\"client.authenticate\" = [\"b\", \"a\"]\n",
         provider("a", &a.url(), "v3", "1s", "deny"),
         provider("b", &b.url(), "v2", "1s", "deny"),
     );
     let gw = TestGateway::start(&toml).await;
     let emqx = gw.emqx(Version::V3).await;
-    // Each tenant's OnProviderLoaded answer covers its own chains and providers only.
+    // Each tenant's OnProviderLoaded answer covers its own chains and providers only: a
+    // provider named in one explicit chain does not leak its other hooks into the tenant.
     let default = emqx.loaded(&loaded_request(Version::V3, "emqxcl")).await.unwrap();
     let factory = emqx.loaded(&loaded_request(Version::V3, "emqx-factory-a")).await.unwrap();
     let names = |r: &model::LoadedResponse| r.hooks.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&default), ["client.connected", "client.authenticate", "session.created"]);
+    assert_eq!(names(&default), ["client.connected", "client.authenticate"]);
     assert_eq!(names(&factory), ["client.authenticate", "session.created"]);
+    // The default tenant's notifications never reach factory-a's `b`: the same client's
+    // events (one queue shard, in order) from both clusters; `b` gets factory-a's only.
+    for cluster in ["emqxcl", "emqx-factory-a"] {
+        let created = model::SessionCreatedRequest {
+            clientinfo: Some(model::ClientInfo { clientid: "c".into(), ..Default::default() }),
+            meta: meta(Version::V3, cluster),
+        };
+        emqx.notify(&created).await.unwrap();
+    }
+    let got = b.wait_for(Hook::SessionCreated, 1, Duration::from_secs(5)).await;
+    let first = <model::SessionCreatedRequest as prost::Message>::decode(got[0].body.clone()).unwrap();
+    assert_eq!(first.meta.unwrap().cluster_name, "emqx-factory-a", "the other tenant's event came first");
 
     let mut req = authn("c", true, Version::V3);
     assert_eq!(emqx.valued(&req).await.unwrap(), bool_answer(ResponsedType::Continue, true));
@@ -308,9 +323,10 @@ async fn tenant_is_selected_by_cluster_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unregistered_and_unloaded_providers_are_skipped() {
+async fn unregistered_providers_are_skipped_unloaded_deny_providers_deny() {
     // `picky` (failed_action deny) did not register client.authenticate: EMQX 5.x would apply
-    // its failed_action; the gateway skips it. `down` never loaded: skipped as well.
+    // its failed_action; the gateway skips it. `down` never loaded: with failed_action deny it
+    // cannot say whether it takes the hook, so it fails closed; with ignore it is skipped.
     let picky = SimProvider::builder(Version::V3).hook("client.connected").start().await.unwrap();
     let ok = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
     ok.set_script(valued(|_| Reply::bool(ResponsedType::Continue, true)));
@@ -326,6 +342,21 @@ async fn unregistered_and_unloaded_providers_are_skipped() {
     let gw = TestGateway::start(&toml).await;
     let (emqx, loaded) = gw.loaded_emqx(Version::V3).await;
     assert!(loaded.hooks.iter().any(|h| h.name == "client.authenticate"));
+    assert_eq!(emqx.valued(&authn("c", true, Version::V3)).await.unwrap(), bool_answer(ResponsedType::StopAndReturn, false));
+    assert!(ok.calls_of(Hook::ClientAuthenticate).is_empty(), "the chain stopped at the unloaded deny provider");
+    let text = gw.gateway.metrics().encode();
+    assert!(
+        text.contains(r#"exhook_gateway_chain_decisions_total{decided_by="down",hook="client.authenticate",tenant="default"} 1"#),
+        "{text}"
+    );
+    let toml = format!(
+        "{}{}{}[chains]\n\"client.authenticate\" = [\"down\", \"picky\", \"ok\"]\n",
+        provider("down", &down_url, "v3", "200ms", "ignore"),
+        provider("picky", &picky.url(), "v3", "1s", "deny"),
+        provider("ok", &ok.url(), "v3", "1s", "deny"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    let (emqx, _) = gw.loaded_emqx(Version::V3).await;
     assert_eq!(emqx.valued(&authn("c", true, Version::V3)).await.unwrap(), bool_answer(ResponsedType::Continue, true));
     assert!(picky.calls_of(Hook::ClientAuthenticate).is_empty());
 }

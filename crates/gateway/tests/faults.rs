@@ -287,7 +287,7 @@ async fn garbage_answers_are_failures() {
     let mut reset =
         ProviderProcess::spawn(&["--package", "v3", "--hook", "client.authenticate", "--delay-ms", "2000"]).await;
     let toml = format!(
-        "{}[providers.breaker]\nconsecutive_failures = 0\nminimum_calls = 1000\n{}[chains]\n\"client.authenticate\" = [\"garbage\"]\n\n[[tenants]]\nname = \"r\"\ncluster_names = [\"reset\"]\n[tenants.chains]\n\"client.authenticate\" = [\"reset\"]\n",
+        "[server]\nunknown_cluster = \"default\"\n{}[providers.breaker]\nconsecutive_failures = 0\nminimum_calls = 1000\n{}[chains]\n\"client.authenticate\" = [\"garbage\"]\n\n[[tenants]]\nname = \"r\"\ncluster_names = [\"reset\"]\n[tenants.chains]\n\"client.authenticate\" = [\"reset\"]\n",
         provider("garbage", &garbage.url(), "v3", "1s", "deny"),
         provider("reset", &reset.url(), "v3", "5s", "deny"),
     );

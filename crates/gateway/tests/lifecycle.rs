@@ -100,9 +100,12 @@ async fn down_provider_is_retried_and_the_hook_list_never_shrinks() {
     // EMQX 5.0-5.8 load once: the explicit chain's hook must be in the answer already.
     let (emqx, r) = gw.loaded_emqx(Version::V2).await;
     assert_eq!(hook_names(&r), vec![("client.authenticate".to_string(), vec![])]);
-    // Nobody loaded: answered like an empty chain, without waiting for the dead provider.
-    let ignore = model::ValuedResponse { r#type: model::valued_response::ResponsedType::Ignore as i32, value: None };
-    assert_eq!(emqx.valued(&authn("c", true, Version::V2)).await.unwrap(), ignore);
+    // Nobody loaded: the deny provider fails closed at once, without waiting for it.
+    let deny = model::ValuedResponse {
+        r#type: model::valued_response::ResponsedType::StopAndReturn as i32,
+        value: Some(model::valued_response::Value::BoolResult(false)),
+    };
+    assert_eq!(emqx.valued(&authn("c", true, Version::V2)).await.unwrap(), deny);
 
     let p = gw.gateway.provider("auth").unwrap();
     let loads = p.load_count();
@@ -267,14 +270,17 @@ async fn reload_keeps_unchanged_providers_and_their_breaker_state() {
     let after = format!(
         "{}{}{}[chains]\n\"client.authenticate\" = [\"c\", \"a\", \"b\"]\n",
         provider("a", &a.url(), "v3", "2s", "ignore"),
-        provider("b", &c.url(), "v3", "1s", "ignore"),
+        provider("b", &c.url(), "v2", "1s", "ignore"),
         provider("c", &c.url(), "v2", "1s", "ignore")
     );
     let config = exhook_config::Config::parse(&after, std::path::Path::new("<reload>")).unwrap();
-    let report = gw.gateway.reload(config).unwrap();
+    let report = gw.gateway.reload(config).await.unwrap();
     assert_eq!(report.kept, ["a"]);
     assert_eq!(report.added, ["b", "c"]);
-    assert!(report.removed.is_empty());
+    assert!(report.removed.is_empty() && report.not_replaced.is_empty(), "{report:?}");
+    // No window: the new b and c were loaded before they went live.
+    assert!(gw.gateway.provider("b").unwrap().registration().is_some(), "re-created b loaded before the swap");
+    assert!(gw.gateway.provider("c").unwrap().registration().is_some(), "new c loaded before the swap");
     let new_a = gw.gateway.provider("a").unwrap();
     assert!(std::sync::Arc::ptr_eq(&old_a, &new_a), "unchanged connection settings: the same provider");
     assert_eq!(new_a.breaker_state(), exhook_upstream::BreakerState::Open, "breaker state survives the reload");
@@ -290,11 +296,25 @@ async fn reload_keeps_unchanged_providers_and_their_breaker_state() {
     assert_eq!(r.r#type, exhook_proto::model::valued_response::ResponsedType::StopAndReturn as i32);
     assert_eq!(c.calls_of(Hook::ClientAuthenticate).len(), 1);
 
+    // A changed provider that cannot be loaded does not replace the running one.
+    let dead = SimProvider::builder(Version::V3).start().await.unwrap();
+    let dead_url = dead.url();
+    drop(dead);
+    let b_before = gw.gateway.provider("b").unwrap();
+    let broken = after.replace(&format!("name = \"b\"\nurl = \"{}\"", c.url()), &format!("name = \"b\"\nurl = \"{dead_url}\""));
+    assert_ne!(broken, after);
+    let config = exhook_config::Config::parse(&broken, std::path::Path::new("<reload>")).unwrap();
+    let report = gw.gateway.reload(config).await.unwrap();
+    assert_eq!(report.not_replaced.len(), 1, "{report:?}");
+    assert!(report.not_replaced[0].starts_with("b: "), "{report:?}");
+    assert!(std::sync::Arc::ptr_eq(&b_before, &gw.gateway.provider("b").unwrap()), "the running b stays");
+    assert_eq!(gw.gateway.snapshot().config().providers[1].urls, [c.url()], "with its running settings");
+
     // Removing a provider drops it from the snapshot.
     let config =
         exhook_config::Config::parse(&provider("a", &a.url(), "v3", "2s", "ignore"), std::path::Path::new("<reload>"))
             .unwrap();
-    let report = gw.gateway.reload(config).unwrap();
+    let report = gw.gateway.reload(config).await.unwrap();
     assert_eq!(report.removed, ["b", "c"]);
     assert!(gw.gateway.provider("c").is_none());
 }

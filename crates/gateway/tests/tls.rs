@@ -226,6 +226,7 @@ async fn a_tenant_listener_owns_every_call_and_sni_may_be_an_ip_or_absent() {
         r#"
 [server]
 listen = "127.0.0.1:0"
+unknown_cluster = "default"
 {allow}{deny}
 [chains]
 "client.authenticate" = ["allow"]
@@ -258,7 +259,8 @@ key_file = "{key}"
         // cluster_name "emqxcl" is nobody's here; the listener decides: factory-b.
         assert!(!verdict(&client).await.unwrap(), "{what}");
     }
-    // The shared plaintext listener is the default tenant.
+    // The shared plaintext listener: an unknown cluster_name is the default tenant here
+    // (unknown_cluster = "default").
     let plain = EmqxClient::connect(&format!("http://{}", gw.addr("server.listen")), Version::V3).await.unwrap();
     assert!(verdict(&plain).await.unwrap());
 }

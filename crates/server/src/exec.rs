@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use exhook_chain::{Ending, Fold, StepOutcome};
-use exhook_config::{Config, NotifyMode, TenantConfig, UnknownClient};
+use exhook_config::{Config, FailedAction, NotifyMode, UnknownClient, UnknownCluster};
 use exhook_hooks::{Hook, HookRequest, ValuedRequest, Version};
 use exhook_metrics::{CallResult, DropReason, Handles, IdentityEvent, Outcome};
 use exhook_proto::model::{
@@ -15,7 +15,8 @@ use exhook_proto::model::{
     valued_response::ResponsedType,
 };
 use exhook_upstream::queue::{EnqueueError, Notification};
-use exhook_upstream::{CallError, Provider, hash_key};
+use exhook_upstream::share::{ShareFull, TenantShare};
+use exhook_upstream::{CallError, Provider, Route, hash_key};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -40,13 +41,44 @@ pub(crate) struct Runtime {
     tenant_by_cert_name: HashMap<String, usize>,
     tenant_by_name: HashMap<String, usize>,
     tenant_inflight: Vec<AtomicUsize>,
+    /// Each tenant's share of each provider it reaches (`[tenant][provider]`).
+    shares: Vec<Vec<Option<Arc<TenantShare>>>>,
+    /// Cluster names already logged as unknown (bounded: a caller inventing names is logged
+    /// for the first [`MAX_LOGGED_CLUSTERS`] only; the metric counts them all).
+    unknown_clusters: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The broker info providers are loaded with before any EMQX called OnProviderLoaded.
     pub(crate) own_broker: ProviderLoadedRequest,
 }
 
+/// How many distinct unknown cluster names are logged (each once).
+const MAX_LOGGED_CLUSTERS: usize = 256;
+
 /// Marks the connection warned; true if it already was.
 fn c_warned(caller: Option<&CallerInfo>) -> bool {
     caller.is_some_and(|c| c.warned.swap(true, Ordering::Relaxed))
+}
+
+/// Every tenant's share of every provider it reaches: the provider's limits divided by the
+/// number of tenants that reach it (see [`exhook_upstream::share`]).
+fn share_table(config: &Config) -> Vec<Vec<Option<Arc<TenantShare>>>> {
+    let users: Vec<usize> =
+        (0..config.providers.len()).map(|i| config.tenants.iter().filter(|t| t.reachable.contains(&i)).count()).collect();
+    config
+        .tenants
+        .iter()
+        .map(|t| {
+            config
+                .providers
+                .iter()
+                .enumerate()
+                .map(|(i, pc)| {
+                    t.reachable.contains(&i).then(|| {
+                        TenantShare::new(pc.max_inflight, pc.queue_shards, pc.queue_size, pc.queue_bytes, users[i])
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Frees a tenant's in-flight slot.
@@ -95,6 +127,7 @@ impl Runtime {
             tenant_by_name.insert(t.name.clone(), i);
         }
         let tenant_inflight = config.tenants.iter().map(|_| AtomicUsize::new(0)).collect();
+        let shares = share_table(&config);
         Runtime {
             config,
             providers,
@@ -104,8 +137,25 @@ impl Runtime {
             tenant_by_cert_name,
             tenant_by_name,
             tenant_inflight,
+            shares,
+            unknown_clusters: Default::default(),
             own_broker: own_broker(),
         }
+    }
+
+    /// A `cluster_name` that selects no tenant: the default tenant without `[[tenants]]` or
+    /// with `unknown_cluster = "default"`; otherwise refused (counted, logged once per name).
+    fn unknown_cluster(&self, cluster: &str) -> Result<usize, Status> {
+        if self.config.tenants.len() == 1 || self.config.server.unknown_cluster == UnknownCluster::Default {
+            return Ok(0);
+        }
+        self.metrics.metrics().identity(IdentityEvent::RejectedUnknownCluster);
+        let mut logged = self.unknown_clusters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if logged.len() < MAX_LOGGED_CLUSTERS && logged.insert(cluster.to_owned()) {
+            drop(logged);
+            tracing::warn!(cluster_name = %cluster, "RequestMeta.cluster_name selects no tenant: calls refused (server.unknown_cluster = \"reject\")");
+        }
+        Err(Status::permission_denied(format!("cluster_name {cluster:?} selects no tenant of this gateway")))
     }
 
     /// The tenant of a call. Identity first: a tenant's own listener, else a verified client
@@ -139,7 +189,7 @@ impl Runtime {
                     }
                 }
             }
-            _ => return Ok(by_cluster.unwrap_or(0)),
+            _ => return by_cluster.map_or_else(|| self.unknown_cluster(cluster), Ok),
         };
         if let Some(claimed) = by_cluster
             && claimed != t
@@ -222,26 +272,34 @@ impl Runtime {
         let key_hash = hash_key(fold.current().dispatch_key());
         for (position, &index) in chain.iter().enumerate() {
             let p = &self.providers[index];
+            let settings = p.config();
             // For publish the topic is the folded message's: a rewrite re-routes the filters.
             let version = match self.route(index, R::HOOK, fold.current().topic()) {
-                Ok(version) => version,
+                Ok(version) => Some(version),
+                // Fail closed: a deny provider that never answered a load cannot say whether
+                // it takes this hook, so it fails (and denies) instead of being skipped.
+                Err(StepResult::SkippedNotLoaded) if settings.failed_action == FailedAction::Deny => None,
                 Err(skip) => {
                     self.step(t, R::HOOK, index, skip, Duration::ZERO);
                     continue;
                 }
             };
-            let settings = p.config();
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(started);
-            let result = if slot.is_none() {
-                Err(CallError::Shed(tenant.max_inflight.unwrap_or(0)))
-            } else if remaining.is_zero() {
-                Err(CallError::Timeout(Duration::ZERO))
-            } else {
-                let body = Provider::encode_for(fold.current(), version);
-                let timeout = settings.timeout.min(remaining);
-                p.call::<ValuedResponse>(R::HOOK, version, body, timeout, key_hash, false).await
+            let share = self.shares[t][index].as_deref();
+            let call_slot = share.and_then(TenantShare::try_call);
+            let result = match version {
+                None => Err(CallError::NotLoaded),
+                Some(_) if slot.is_none() => Err(CallError::Shed(tenant.max_inflight.unwrap_or(0))),
+                Some(_) if call_slot.is_none() => Err(CallError::Shed(share.map_or(0, TenantShare::max_inflight))),
+                Some(_) if remaining.is_zero() => Err(CallError::Timeout(Duration::ZERO)),
+                Some(version) => {
+                    let body = Provider::encode_for(fold.current(), version);
+                    let timeout = settings.timeout.min(remaining);
+                    p.call::<ValuedResponse>(R::HOOK, version, body, timeout, key_hash, Route::Valued).await
+                }
             };
+            drop(call_slot);
             let elapsed = started.elapsed();
             let flow = match result {
                 Ok(response) => {
@@ -309,9 +367,19 @@ impl Runtime {
             };
             let body = bodies[version.index()].get_or_insert_with(|| Provider::encode_for(&request, version)).clone();
             let settings = p.config();
+            let Some(share) = self.shares[t][index].as_ref() else { continue };
             match settings.notify {
                 NotifyMode::Queue => {
-                    let result = match p.queues().enqueue(Notification { hook: R::HOOK, version, body, key_hash }) {
+                    let queued = share
+                        .try_queue(p.queues().shard_of(key_hash), body.len())
+                        .map_err(|full| match full {
+                            ShareFull::Count => EnqueueError::Full,
+                            ShareFull::Bytes => EnqueueError::Bytes,
+                        })
+                        .and_then(|ticket| {
+                            p.queues().enqueue(Notification { hook: R::HOOK, version, body, key_hash, ticket })
+                        });
+                    let result = match queued {
                         Ok(()) => {
                             p.stats.notify_enqueued.fetch_add(1, Ordering::Relaxed);
                             StepResult::Queued
@@ -319,6 +387,7 @@ impl Runtime {
                         Err(e) => {
                             let (counter, reason) = match e {
                                 EnqueueError::Full => (&p.stats.notify_dropped_full, DropReason::QueueFull),
+                                EnqueueError::Bytes => (&p.stats.notify_dropped_bytes, DropReason::QueueBytes),
                                 EnqueueError::Closed => (&p.stats.notify_dropped_closed, DropReason::Closed),
                             };
                             counter.fetch_add(1, Ordering::Relaxed);
@@ -328,23 +397,30 @@ impl Runtime {
                     };
                     self.step(t, R::HOOK, index, result, Duration::ZERO);
                 }
-                NotifyMode::AfterDelivery if slot.is_none() => {
-                    let e = CallError::Shed(tenant.max_inflight.unwrap_or(0));
+                NotifyMode::AfterDelivery => {
+                    let e = match share.try_call() {
+                        _ if slot.is_none() => CallError::Shed(tenant.max_inflight.unwrap_or(0)),
+                        None => CallError::Shed(share.max_inflight()),
+                        Some(call_slot) => {
+                            let timeout = settings.timeout;
+                            awaited.push(async move {
+                                let _call_slot = call_slot;
+                                let started = Instant::now();
+                                let remaining = deadline.saturating_duration_since(started);
+                                let result = if remaining.is_zero() {
+                                    Err(CallError::Timeout(Duration::ZERO))
+                                } else {
+                                    let timeout = timeout.min(remaining);
+                                    p.call::<EmptySuccess>(R::HOOK, version, body, timeout, key_hash, Route::Notification)
+                                        .await
+                                };
+                                (index, result, started.elapsed())
+                            });
+                            continue;
+                        }
+                    };
                     p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
                     self.step(t, R::HOOK, index, StepResult::Failed(&e, None), Duration::ZERO);
-                }
-                NotifyMode::AfterDelivery => {
-                    let timeout = settings.timeout;
-                    awaited.push(async move {
-                        let started = Instant::now();
-                        let remaining = deadline.saturating_duration_since(started);
-                        let result = if remaining.is_zero() {
-                            Err(CallError::Timeout(Duration::ZERO))
-                        } else {
-                            p.call::<EmptySuccess>(R::HOOK, version, body, timeout.min(remaining), key_hash, true).await
-                        };
-                        (index, result, started.elapsed())
-                    })
                 }
             }
         }
@@ -366,21 +442,10 @@ impl Runtime {
         EmptySuccess {}
     }
 
-    /// The providers a tenant's OnProviderLoaded/Unloaded reach: its own providers and every
-    /// provider named in its explicit chains, in `[[providers]]` order.
-    fn members(&self, tenant: &TenantConfig) -> Vec<usize> {
-        let mut m: Vec<usize> = tenant.providers.clone();
-        for hook in tenant.explicit.iter() {
-            m.extend_from_slice(tenant.chain(hook));
-        }
-        m.sort_unstable();
-        m.dedup();
-        m
-    }
-
     /// EMQX (re)loaded the gateway: load the tenant's providers with EMQX's broker info (within
-    /// EMQX's deadline; those that fail keep retrying in the background) and answer with
-    /// the union of hooks in the caller's spelling.
+    /// EMQX's deadline, through each provider's breaker and limit; those that fail keep
+    /// retrying in the background) and answer with the union of hooks in the caller's
+    /// spelling. A provider shared with other tenants keeps each tenant's broker info.
     pub(crate) async fn provider_loaded(
         &self,
         t: usize,
@@ -389,14 +454,14 @@ impl Runtime {
         deadline: Instant,
     ) -> LoadedResponse {
         let tenant = &self.config.tenants[t];
-        let members = self.members(tenant);
-        let loads = members.iter().map(|&i| {
+        let loads = tenant.reachable.iter().map(|&i| {
             let p = &self.providers[i];
             let request = &request;
             async move {
+                p.loaded_by(&tenant.name, request);
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let timeout = p.config().timeout.max(Duration::from_secs(1)).min(remaining);
-                if let Err(e) = p.load(request, timeout).await {
+                if let Err(e) = p.load_admitted(request, timeout).await {
                     tracing::warn!(provider = %self.provider_name(i), error = %e, "provider not loaded; retrying in the background");
                     p.spawn_loader(self.own_broker.clone(), MAX_LOAD_BACKOFF);
                 }
@@ -409,15 +474,20 @@ impl Runtime {
         response
     }
 
-    /// EMQX unloaded the gateway: forward to the tenant's providers (reply ignored, as EMQX does).
+    /// EMQX unloaded the gateway: forward to each of the tenant's providers that no other
+    /// tenant still has loaded (reply ignored, as EMQX does), through its breaker and limit.
     pub(crate) fn provider_unloaded(&self, t: usize, request: ProviderUnloadedRequest) -> EmptySuccess {
         let tenant = &self.config.tenants[t];
-        for i in self.members(tenant) {
+        for &i in &tenant.reachable {
             let p = Arc::clone(&self.providers[i]);
+            if !p.unloaded_by(&tenant.name) {
+                tracing::debug!(provider = %self.provider_name(i), tenant = %tenant.name, others = ?p.loaded_tenants(), "OnProviderUnloaded kept back: other tenants still use the provider");
+                continue;
+            }
             let Some(version) = p.version() else { continue };
             let body = Provider::encode_for(&request, version);
             tokio::spawn(async move {
-                let _ = p.call::<EmptySuccess>(Hook::ProviderUnloaded, version, body, UNLOAD_TIMEOUT, 0, false).await;
+                let _ = p.call::<EmptySuccess>(Hook::ProviderUnloaded, version, body, UNLOAD_TIMEOUT, 0, Route::Valued).await;
             });
         }
         tracing::info!(tenant = %tenant.name, "EMQX unloaded the gateway");

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use exhook_config::Config;
+use exhook_config::{Config, ProviderConfig};
 use exhook_metrics::{Metrics, ProviderGauges};
 use exhook_upstream::{MetricsSlot, Provider, spawn_health_checker};
 use tokio::net::TcpListener;
@@ -59,6 +59,9 @@ pub struct ReloadReport {
     pub kept: Vec<String>,
     /// Providers no longer configured.
     pub removed: Vec<String>,
+    /// Changed providers whose new instance could not be loaded in time: the running
+    /// instance stays with its old settings (`name: why`).
+    pub not_replaced: Vec<String>,
     /// Settings that only take effect after a restart (e.g. `server.listen`).
     pub needs_restart: Vec<String>,
 }
@@ -162,6 +165,12 @@ impl Gateway {
         rt.config.providers.iter().position(|p| p.name == name).map(|i| Arc::clone(&rt.providers[i]))
     }
 
+    /// `HookProvider` of package `P` as a tower service, to drive in-process without a socket
+    /// (the fuzz harness feeds it raw request bodies).
+    pub fn hook_service<P: Package>(&self) -> HookService<P> {
+        HookService::new(Arc::clone(&self.shared))
+    }
+
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
@@ -182,15 +191,22 @@ impl Gateway {
     }
 
     fn start_provider(p: &Arc<Provider>, own_broker: &exhook_proto::model::ProviderLoadedRequest) {
-        p.spawn_loader(own_broker.clone(), exec::MAX_LOAD_BACKOFF);
+        if p.registration().is_none() {
+            p.spawn_loader(own_broker.clone(), exec::MAX_LOAD_BACKOFF);
+        }
         spawn_health_checker(p, own_broker.clone());
     }
 
-    /// Applies a new configuration atomically. Providers whose connection settings did not
-    /// change are kept (connections, registration, breaker state, queues); changed or new
-    /// ones are created and loaded in the background; removed ones stop when their last
-    /// in-flight call ends. Calls in flight finish on the snapshot they started with.
-    pub fn reload(&self, config: Config) -> Result<ReloadReport, ServeError> {
+    /// Applies a new configuration atomically, without a window in which a changed provider
+    /// is not loaded. Providers whose connection settings did not change are kept
+    /// (connections, registration, breaker state, queues). A changed provider is built and
+    /// loaded (with every tenant's broker info) *before* it replaces the old instance, which
+    /// keeps serving meanwhile; if it cannot be loaded within its budget (connect timeout +
+    /// timeout, at least 1 s) the old instance stays, with its old settings, and the report
+    /// says so. New providers get the same attempt, then keep loading in the background
+    /// (a `deny` provider denies until loaded). Removed ones stop when their last in-flight
+    /// call ends. Calls in flight finish on the snapshot they started with.
+    pub async fn reload(&self, mut config: Config) -> Result<ReloadReport, ServeError> {
         let old = self.shared.current();
         let mut report = ReloadReport::default();
         if config.server.listen != old.config.server.listen {
@@ -198,8 +214,13 @@ impl Gateway {
                 .needs_restart
                 .push(format!("server.listen ({:?} -> {:?})", old.config.server.listen, config.server.listen));
         }
-        if config.server.tls != old.config.server.tls {
-            report.needs_restart.push("server.tls".to_owned());
+        let bounds = |c: &Config| {
+            (c.server.tls.clone(), c.server.max_connections, c.server.max_concurrent_streams, c.server.max_request_bytes)
+        };
+        if bounds(&config) != bounds(&old.config) {
+            report
+                .needs_restart
+                .push("server.tls / max_connections / max_concurrent_streams / max_request_bytes".to_owned());
         }
         let listeners = |c: &Config| c.tenants.iter().map(|t| (t.name.clone(), t.listener.clone())).collect::<Vec<_>>();
         if listeners(&config) != listeners(&old.config) {
@@ -208,9 +229,10 @@ impl Gateway {
         if config.admin != old.config.admin {
             report.needs_restart.push("admin".to_owned());
         }
+        // (index in the new configuration, the instance it replaces if any, the fresh one)
+        let mut fresh: Vec<(usize, Option<Arc<Provider>>, Arc<Provider>)> = Vec::new();
         let mut providers = Vec::with_capacity(config.providers.len());
-        let mut fresh = Vec::new();
-        for pc in &config.providers {
+        for (i, pc) in config.providers.iter().enumerate() {
             let existing = old.config.providers.iter().position(|o| o.name == pc.name).map(|i| &old.providers[i]);
             match existing {
                 Some(p) if p.can_update_in_place(pc) => {
@@ -220,9 +242,36 @@ impl Gateway {
                 }
                 _ => {
                     let p = new_provider(pc)?;
-                    report.added.push(pc.name.clone());
-                    fresh.push(Arc::clone(&p));
+                    if let Some(o) = existing {
+                        p.inherit_loaded_by(o);
+                    }
+                    fresh.push((i, existing.cloned(), Arc::clone(&p)));
                     providers.push(p);
+                }
+            }
+        }
+        let own_broker = exec::own_broker();
+        let loads = fresh.iter().map(|(_, _, p)| {
+            let budget = p.config().connect_timeout + p.config().timeout.max(Duration::from_secs(1));
+            let own_broker = &own_broker;
+            async move { p.load_all(own_broker, budget).await }
+        });
+        let results = futures::future::join_all(loads).await;
+        let mut started = Vec::new();
+        for ((i, replaced, p), result) in fresh.into_iter().zip(results) {
+            let name = config.providers[i].name.clone();
+            match (result, replaced) {
+                (Ok(_), _) | (Err(_), None) => {
+                    report.added.push(name);
+                    started.push(p);
+                }
+                (Err(e), Some(old_instance)) => {
+                    // The old instance keeps serving with its old settings; the next reload
+                    // tries again.
+                    tracing::warn!(provider = %name, error = %e, "changed provider could not be loaded: the running instance stays");
+                    report.not_replaced.push(format!("{name}: {e}"));
+                    config.providers[i] = ProviderConfig::clone(&old_instance.config());
+                    providers[i] = old_instance;
                 }
             }
         }
@@ -233,7 +282,7 @@ impl Gateway {
             }
         }
         let runtime = build_runtime(config, providers, &self.shared.metrics, Arc::clone(&self.shared.observer));
-        for p in &fresh {
+        for p in &started {
             Self::start_provider(p, &runtime.own_broker);
         }
         self.shared.runtime.store(Arc::new(runtime));
@@ -276,9 +325,20 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         // TCP_NODELAY is set by the accept loops (`Server::tcp_nodelay` does not apply to
-        // connections passed in).
-        let incoming = tokio_stream::wrappers::ReceiverStream::new(listeners.accept(Arc::clone(&self.shared.metrics)));
+        // connections passed in). The connection and stream bounds are read once, here: a
+        // reload does not change them (the listeners are not re-bound either).
+        let (max_connections, max_streams) = {
+            let server = &self.shared.current().config.server;
+            (server.max_connections, server.max_concurrent_streams)
+        };
+        let limit = listen::connection_limit(max_connections, Arc::clone(&self.shared.metrics));
+        let incoming =
+            tokio_stream::wrappers::ReceiverStream::new(listeners.accept(Arc::clone(&self.shared.metrics), limit));
         tonic::transport::Server::builder()
+            // SETTINGS_MAX_CONCURRENT_STREAMS: a client that respects it (tonic's, hyper's h2)
+            // queues further calls itself; one that does not gets REFUSED_STREAM from h2
+            // before the gateway sees the stream (safe to retry, and not countable here).
+            .max_concurrent_streams(max_streams)
             .add_service(HookService::<PackageV1>::new(Arc::clone(&self.shared)))
             .add_service(HookService::<PackageV2>::new(Arc::clone(&self.shared)))
             .add_service(HookService::<PackageV3>::new(Arc::clone(&self.shared)))

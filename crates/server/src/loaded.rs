@@ -162,6 +162,12 @@ mod tests {
             names(&loaded_response(&c.tenants[1], &regs, Version::V3)),
             vec![("client.connected".into(), vec![])]
         );
-        assert_eq!(loaded_response(&c.tenants[0], &regs, Version::V3).hooks.len(), 2);
+        // With tenants the default tenant owns nothing it does not name.
+        assert!(loaded_response(&c.tenants[0], &regs, Version::V3).hooks.is_empty());
+        let c = config("[default_tenant]\nproviders = [\"a\"]\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\nproviders = [\"b\"]\n");
+        assert_eq!(
+            names(&loaded_response(&c.tenants[0], &regs, Version::V3)),
+            vec![("client.connect".into(), vec![])]
+        );
     }
 }

@@ -79,9 +79,8 @@ pub fn spawn_health_checker(provider: &Arc<Provider>, fallback: ProviderLoadedRe
                 }
             };
             tracing::info!(provider = %p.name(), "provider is back; re-loading it");
-            let request = p.loader_request(&fallback);
             let timeout = p.config().timeout.max(Duration::from_secs(1));
-            match p.load(&request, timeout).await {
+            match p.load_all(&fallback, timeout).await {
                 Ok(_) => {
                     permit.success();
                     outage = false;

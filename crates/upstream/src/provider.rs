@@ -111,10 +111,33 @@ pub struct ProviderStats {
     pub notify_failed: std::sync::atomic::AtomicU64,
     /// Notifications dropped because the shard's queue was full.
     pub notify_dropped_full: std::sync::atomic::AtomicU64,
+    /// Notifications dropped because the tenant's share of `queue_bytes` was used up.
+    pub notify_dropped_bytes: std::sync::atomic::AtomicU64,
     /// Notifications dropped because the queue was closed.
     pub notify_dropped_closed: std::sync::atomic::AtomicU64,
     /// Notifications still queued at shutdown.
     pub notify_dropped_shutdown: std::sync::atomic::AtomicU64,
+}
+
+/// How a call picks its replica and whether it counts against `max_inflight`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A valued call (or OnProviderUnloaded): the less loaded of two random replicas;
+    /// counted against `max_inflight`.
+    Valued,
+    /// An `after-delivery` notification: the clientid's replica (its events stay in order);
+    /// counted against `max_inflight`.
+    Notification,
+    /// A queued notification's delivery: the clientid's replica; not counted against
+    /// `max_inflight`, which the tenants' shares of EMQX's calls add up to: deliveries are
+    /// bounded by the queue's shard count instead (one delivery task per shard).
+    Queued,
+}
+
+impl Route {
+    fn sticky(self) -> bool {
+        !matches!(self, Route::Valued)
+    }
 }
 
 /// Where this provider's metrics go (set per configuration: indices change on reload).
@@ -145,8 +168,11 @@ pub struct Provider {
     version: AtomicU8,
     state: AtomicU8,
     registration: ArcSwapOption<Registration>,
-    /// The broker info to load with when retrying in the background.
-    last_loaded_request: ArcSwapOption<ProviderLoadedRequest>,
+    /// Each tenant's last OnProviderLoaded (tenant name, request), in the order they came:
+    /// replayed when the provider is re-loaded, so a shared provider keeps every tenant's
+    /// broker info; OnProviderUnloaded goes out when the last tenant is gone. Touched only
+    /// by (re)loads, never by calls.
+    loaded_by: std::sync::Mutex<Vec<(String, Arc<ProviderLoadedRequest>)>>,
     loading: AtomicBool,
     /// Bumped on every successful load: a readiness signal for the status API and tests.
     loads: tokio::sync::watch::Sender<u64>,
@@ -185,7 +211,7 @@ impl Provider {
             version: AtomicU8::new(version),
             state: AtomicU8::new(ProviderState::Connecting as u8),
             registration: ArcSwapOption::empty(),
-            last_loaded_request: ArcSwapOption::empty(),
+            loaded_by: std::sync::Mutex::new(Vec::new()),
             loading: AtomicBool::new(false),
             loads: tokio::sync::watch::Sender::new(0),
             metrics: ArcSwapOption::empty(),
@@ -311,9 +337,9 @@ impl Provider {
     /// One unary call of `hook` in `version`'s package with a pre-encoded body, bounded by
     /// `timeout` (also sent as `grpc-timeout`). `key_hash` is [`crate::hash_key`] of the
     /// dispatch key (clientid). The phases, in order: circuit breaker
-    /// (fail fast when open), concurrency limit (shed when full), replica choice (sticky by
-    /// `key` for notifications, least-loaded of two otherwise), connection by `key`, call,
-    /// classification (only upstream faults count against the breaker and the replica).
+    /// (fail fast when open), concurrency limit (shed when full; not for [`Route::Queued`]),
+    /// replica choice (by `route`), connection by `key`, call, classification (only upstream
+    /// faults count against the breaker and the replica).
     pub async fn call<D>(
         &self,
         hook: Hook,
@@ -321,7 +347,7 @@ impl Provider {
         body: Bytes,
         timeout: Duration,
         key_hash: u64,
-        sticky: bool,
+        route: Route,
     ) -> Result<D, CallError>
     where
         D: prost::Message + Default + Send + 'static,
@@ -331,11 +357,12 @@ impl Provider {
             let settings = self.settings.load();
             let inflight = self.inflight.fetch_add(1, Ordering::Relaxed);
             let _guard = CountGuard(&self.inflight);
-            if inflight >= settings.max_inflight {
+            if inflight >= settings.max_inflight && route != Route::Queued {
                 permit.ignore();
                 return Err(CallError::Shed(inflight));
             }
             let started = Instant::now();
+            let sticky = route.sticky();
             let Some(first) = pick(&self.endpoints, key_hash, sticky, random(), None) else {
                 permit.ignore();
                 return Err(CallError::NotLoaded);
@@ -384,7 +411,10 @@ impl Provider {
         let _busy = endpoint.begin();
         let connection = endpoint.connection(key_hash);
         let call = async {
-            let reply = connection.unary(hook.path(version), body, timeout).await.map_err(CallError::Status)?;
+            let limit =
+                crate::conn::ReplyLimit { max: self.settings.load().max_reply_bytes, metrics: Some(&self.metrics) };
+            let reply =
+                connection.unary_limited(hook.path(version), body, timeout, limit).await.map_err(CallError::Status)?;
             D::decode(reply).map_err(|e| CallError::Status(tonic::Status::internal(format!("undecodable reply: {e}"))))
         };
         match tokio::time::timeout(timeout, call).await {
@@ -431,7 +461,6 @@ impl Provider {
         request: &ProviderLoadedRequest,
         timeout: Duration,
     ) -> Result<Arc<Registration>, LoadError> {
-        self.last_loaded_request.store(Some(Arc::new(request.clone())));
         let candidates: &[Version] = match self.version() {
             Some(Version::V1) => &[Version::V1],
             Some(Version::V2) => &[Version::V2],
@@ -512,9 +541,73 @@ impl Provider {
         }
     }
 
-    /// The request the background loader sends (the last EMQX broker info seen, else `fallback`).
-    pub(crate) fn loader_request(&self, fallback: &ProviderLoadedRequest) -> Arc<ProviderLoadedRequest> {
-        self.last_loaded_request.load_full().unwrap_or_else(|| Arc::new(fallback.clone()))
+    /// Records that `tenant`'s EMQX loaded the gateway with `request`: replayed on re-loads.
+    pub fn loaded_by(&self, tenant: &str, request: &ProviderLoadedRequest) {
+        let mut by = self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.retain(|(t, _)| t != tenant);
+        by.push((tenant.to_owned(), Arc::new(request.clone())));
+    }
+
+    /// Takes over the tenants' broker info of the instance this one replaces (a reload).
+    pub fn inherit_loaded_by(&self, old: &Provider) {
+        let from = old.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        *self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = from;
+    }
+
+    /// Records that `tenant`'s EMQX unloaded the gateway; true when no tenant that loaded
+    /// the provider is left (then, and only then, the provider hears OnProviderUnloaded).
+    pub fn unloaded_by(&self, tenant: &str) -> bool {
+        let mut by = self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.retain(|(t, _)| t != tenant);
+        by.is_empty()
+    }
+
+    /// The tenants whose EMQX loaded the provider and have not unloaded it, in load order.
+    pub fn loaded_tenants(&self) -> Vec<String> {
+        let by = self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The requests a re-load sends: every tenant's last one (else `fallback`).
+    fn reload_requests(&self, fallback: &ProviderLoadedRequest) -> Vec<Arc<ProviderLoadedRequest>> {
+        let by = self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if by.is_empty() { vec![Arc::new(fallback.clone())] } else { by.iter().map(|(_, r)| Arc::clone(r)).collect() }
+    }
+
+    /// Loads the provider again with every tenant's broker info (the gateway's own,
+    /// `fallback`, before any EMQX loaded it); the registration is the last answer's.
+    pub async fn load_all(
+        &self,
+        fallback: &ProviderLoadedRequest,
+        timeout: Duration,
+    ) -> Result<Arc<Registration>, LoadError> {
+        let mut last = Err(LoadError::Call { version: Version::V3, source: CallError::NotLoaded });
+        for request in self.reload_requests(fallback) {
+            last = Ok(self.load(&request, timeout).await?);
+        }
+        last
+    }
+
+    /// `OnProviderLoaded` on behalf of an EMQX call: through the breaker's verdict (an open
+    /// breaker is not called; its health check re-loads it when it is back) and the
+    /// concurrency limit, unlike the background loader's own loads.
+    pub async fn load_admitted(
+        &self,
+        request: &ProviderLoadedRequest,
+        timeout: Duration,
+    ) -> Result<Arc<Registration>, LoadError> {
+        let version = self.version().unwrap_or(Version::V3);
+        if let BreakerState::Open = self.breaker.state() {
+            let open_for = self.breaker.snapshot().opened_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let retry = self.settings.load().breaker.open_duration.saturating_sub(open_for);
+            return Err(LoadError::Call { version, source: CallError::BreakerOpen(retry) });
+        }
+        let inflight = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let _guard = CountGuard(&self.inflight);
+        if inflight >= self.settings.load().max_inflight {
+            return Err(LoadError::Call { version, source: CallError::Shed(inflight) });
+        }
+        self.load(request, timeout).await
     }
 
     /// Keeps calling `OnProviderLoaded` in the background (jittered exponential backoff,
@@ -530,9 +623,8 @@ impl Provider {
             let mut failures = 0u32;
             loop {
                 let Some(this) = weak.upgrade() else { return };
-                let request = this.loader_request(&fallback);
                 let timeout = this.config().timeout.max(Duration::from_secs(1));
-                match this.load(&request, timeout).await {
+                match this.load_all(&fallback, timeout).await {
                     Ok(_) => {
                         this.loading.store(false, Ordering::Release);
                         return;

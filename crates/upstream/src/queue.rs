@@ -4,7 +4,8 @@
 //! at once and delivers here. A clientid always hashes to the same shard, and each shard has
 //! one task delivering in order, so one client's events reach the provider in the order EMQX
 //! sent them. A full shard drops the event and counts it: EMQX is never blocked and memory
-//! never grows past `shards × capacity` events.
+//! never grows past `shards × capacity` events, nor past `queue_bytes` of encoded events
+//! (each tenant's share of both is enforced by [`crate::share`] before an event gets here).
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use exhook_proto::model::EmptySuccess;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::Provider;
+use crate::{Provider, Route};
 
 /// One event waiting for delivery.
 #[derive(Debug)]
@@ -29,14 +30,20 @@ pub struct Notification {
     pub body: Bytes,
     /// [`crate::hash_key`] of the clientid: picks the shard, the replica and the connection.
     pub key_hash: u64,
+    /// The tenant's room for it (see [`crate::share`]), given back when it is delivered,
+    /// fails or is dropped.
+    pub ticket: crate::share::QueueTicket,
 }
 
 /// Why an event was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EnqueueError {
-    /// The shard is full: dropped and counted.
+    /// The shard (or the tenant's share of it) is full: dropped and counted.
     #[error("queue full")]
     Full,
+    /// The tenant's share of `queue_bytes` is used up: dropped and counted.
+    #[error("queue bytes used up")]
+    Bytes,
     /// The queue is shut down.
     #[error("queue closed")]
     Closed,
@@ -118,7 +125,8 @@ async fn deliver(
         let Some(p) = provider.upgrade() else { break };
         let timeout = p.config().timeout;
         let started = Instant::now();
-        let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, timeout, n.key_hash, true).await;
+        let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, timeout, n.key_hash, Route::Queued).await;
+        drop(n.ticket);
         match result {
             Ok(_) => {
                 p.stats.notify_delivered.fetch_add(1, Ordering::Relaxed);
