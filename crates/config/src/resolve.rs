@@ -81,6 +81,11 @@ fn check_url(p: &mut Problems, key: &str, url: &str) {
         Ok(u) => u,
         Err(e) => return p.add(key, format!("{url:?} is not a URL ({e})")),
     };
+    // Not echoed: `user:password@` would put a credential in every message, log line and status
+    // report that names the URL (and the gateway sends providers no credentials anyway).
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return p.add(key, "a user or password in the URL is not allowed (URLs are logged and shown)");
+    }
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => return p.add(key, format!("{url:?} must start with http:// (h2c) or https:// (TLS)")),
@@ -666,8 +671,11 @@ pub fn render_chains(config: &Config) -> String {
         }
         let _ = writeln!(out, ")");
         let reaches: Vec<&str> = t.reachable.iter().map(name).collect();
-        let reaches = if reaches.is_empty() { "no provider".to_owned() } else { reaches.join(", ") };
-        let _ = writeln!(out, "  reaches {reaches} (and no other provider)");
+        if reaches.is_empty() {
+            let _ = writeln!(out, "  reaches no provider");
+        } else {
+            let _ = writeln!(out, "  reaches {} (and no other provider)", reaches.join(", "));
+        }
         for hook in Hook::hookpoints() {
             let members: Vec<&str> = t.chain(hook).iter().map(name).collect();
             let how = if t.explicit.contains(hook) { "chain" } else { "registered" };

@@ -24,13 +24,25 @@ fn check_prints_resolved_chains_of_the_shipped_config() {
     let out = bin().args(["check", "--config"]).arg(repo_file("config/gateway.toml")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("OK (2 providers, 2 tenants)"), "{stdout}");
-    assert!(stdout.contains("tenant default"), "{stdout}");
+    assert!(stdout.contains("OK (2 providers, 3 tenants)"), "{stdout}");
+    assert!(stdout.contains("tenant default (cluster_name: none: unknown clusters are refused)"), "{stdout}");
     assert!(stdout.contains("tenant factory-a (cluster_name: emqx-factory-a)"), "{stdout}");
+    // Exactly which providers each tenant can reach.
+    let reaches: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("reaches ")).collect();
+    assert_eq!(
+        reaches,
+        [
+            "  reaches no provider",
+            "  reaches auth, audit (and no other provider)",
+            "  reaches audit (and no other provider)"
+        ],
+        "{stdout}"
+    );
     let authn: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("client.authenticate")).collect();
-    assert_eq!(authn.len(), 2, "{stdout}");
-    assert!(authn[0].contains("chain") && authn[0].ends_with("auth -> audit"), "{}", authn[0]);
-    assert!(authn[1].ends_with("auth"), "{}", authn[1]);
+    assert_eq!(authn.len(), 3, "{stdout}");
+    assert!(authn[0].ends_with("(none)"), "{}", authn[0]);
+    assert!(authn[1].contains("chain") && authn[1].ends_with("auth -> audit"), "{}", authn[1]);
+    assert!(authn[2].contains("registered") && authn[2].ends_with("audit"), "{}", authn[2]);
 }
 
 #[test]
