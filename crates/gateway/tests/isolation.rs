@@ -259,3 +259,39 @@ async fn a_flood_of_1_mib_notifications_is_bounded_in_bytes_and_spares_other_ten
     assert!(dropped >= 150, "most of a's 200 MiB did not fit its 4 MiB share: {dropped} dropped");
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emqx_loads_go_through_the_breaker_and_the_limit() {
+    let p = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
+    let toml = format!(
+        "{}[providers.breaker]\nconsecutive_failures = 2\nopen_duration = \"1m\"\n",
+        provider("auth", &p.url(), "v3", "1s", "deny")
+    );
+    let gw = TestGateway::start(&toml).await;
+    let (emqx, _) = gw.loaded_emqx(Version::V3).await;
+    assert_eq!(p.calls_of(Hook::ProviderLoaded).len(), 1);
+    // Two failures open the breaker.
+    p.set_script(exhook_sim::valued(|_| Reply::Status(tonic::Status::internal("sick"))));
+    for _ in 0..2 {
+        emqx.valued(&authn("c", true, Version::V3)).await.unwrap();
+    }
+    let auth = gw.gateway.provider("auth").unwrap();
+    assert_eq!(auth.breaker_state(), exhook_upstream::BreakerState::Open);
+    // EMQX re-loads the gateway: the open provider is not called (its health check re-loads
+    // it when it is back), and the hook list still carries what it registered.
+    let r = emqx.loaded(&loaded_request(Version::V3, "emqxcl")).await.unwrap();
+    assert_eq!(p.calls_of(Hook::ProviderLoaded).len(), 1, "no load sent through an open breaker");
+    assert!(r.hooks.iter().any(|h| h.name == "client.authenticate"));
+    // OnProviderUnloaded too: refused by the open breaker, nothing sent.
+    emqx.notify(&model::ProviderUnloadedRequest { meta: meta(Version::V3, "emqxcl") }).await.unwrap();
+    let text = gw.gateway.metrics().encode();
+    let unload_refused = r#"exhook_gateway_provider_calls_total{hook="OnProviderUnloaded",provider="auth",result="breaker_open"} 1"#;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !gw.gateway.metrics().encode().contains(unload_refused) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{text}"));
+    assert!(p.calls_of(Hook::ProviderUnloaded).is_empty());
+}

@@ -462,8 +462,12 @@ impl Runtime {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let timeout = p.config().timeout.max(Duration::from_secs(1)).min(remaining);
                 if let Err(e) = p.load_admitted(request, timeout).await {
+                    // Never loaded: the background loader retries. Loaded before: its health
+                    // check re-loads it (with this broker info) once it answers again.
                     tracing::warn!(provider = %self.provider_name(i), error = %e, "provider not loaded; retrying in the background");
-                    p.spawn_loader(self.own_broker.clone(), MAX_LOAD_BACKOFF);
+                    if p.registration().is_none() {
+                        p.spawn_loader(self.own_broker.clone(), MAX_LOAD_BACKOFF);
+                    }
                 }
             }
         });
@@ -486,8 +490,15 @@ impl Runtime {
             }
             let Some(version) = p.version() else { continue };
             let body = Provider::encode_for(&request, version);
+            let metrics = Arc::clone(&self.metrics);
             tokio::spawn(async move {
-                let _ = p.call::<EmptySuccess>(Hook::ProviderUnloaded, version, body, UNLOAD_TIMEOUT, 0, Route::Valued).await;
+                let started = Instant::now();
+                let hook = Hook::ProviderUnloaded;
+                let result = match p.call::<EmptySuccess>(hook, version, body, UNLOAD_TIMEOUT, 0, Route::Valued).await {
+                    Ok(_) => (CallResult::Ok, Some(started.elapsed())),
+                    Err(e) => (e.result(), None),
+                };
+                metrics.provider_call(i, hook, result.0, result.1);
             });
         }
         tracing::info!(tenant = %tenant.name, "EMQX unloaded the gateway");
