@@ -5,8 +5,21 @@
 //! The encoded descriptor set is written next to the generated code so the crate can
 //! embed it and a test can compare every message, field, enum and RPC with the
 //! contract's field tables.
+//!
+//! Messages that carry a secret (`ClientInfo.password`, in every package and the model) get no
+//! generated `Debug`: `crates/proto/src/secret.rs` writes one that redacts it, so a
+//! `tracing::debug!(?request)` anywhere cannot print a password.
 
 use std::path::PathBuf;
+
+/// Messages whose `Debug` is hand-written (redacting) in `crates/proto/src/secret.rs`; the
+/// compiler keeps the two lists equal (a missing impl or a duplicate one does not build).
+const REDACTED_DEBUG: [&str; 4] = [
+    ".emqx.exhook.v1.ClientInfo",
+    ".emqx.exhook.v2.ClientInfo",
+    ".emqx.exhook.v3.ClientInfo",
+    ".exhook.gateway.model.ClientInfo",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -26,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // The model carries payloads through folds and fan-out; `Bytes` clones are refcounts.
         .bytes(".exhook.gateway.model")
+        .skip_debug(REDACTED_DEBUG)
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

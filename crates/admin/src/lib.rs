@@ -9,7 +9,10 @@
 //! | `GET /` | the live status page (HTML and a little JavaScript, no external assets) |
 //!
 //! With `[admin] token_file`, every path but `/healthz` and the page itself needs
-//! `Authorization: Bearer <token>` (the page asks for it and sends it).
+//! `Authorization: Bearer <token>` (the page asks for it and sends it). The token is read
+//! into a [`Secret`] and kept only as its SHA-256 digest; a presented token is hashed the same
+//! way and the two digests compared in constant time, so neither the token's bytes nor its
+//! length shows in how long a refusal takes.
 //! Nothing here ever includes request contents: no passwords, no client data.
 #![warn(missing_docs)]
 
@@ -27,8 +30,10 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use exhook_proto::Secret;
 use exhook_server::Gateway;
 use sha2::Digest;
+use subtle::ConstantTimeEq;
 
 pub use status::{ProviderStatus, Readiness, StatusReport, readiness, status_report};
 
@@ -58,20 +63,53 @@ impl ConfigInfo {
     }
 }
 
+/// Reads `[admin] token_file`: the token is the file's text without surrounding whitespace
+/// (a trailing newline is not part of it). The error names the file, never its content.
+pub fn read_token_file(path: &Path) -> std::io::Result<Secret<String>> {
+    let text = Secret::new(std::fs::read_to_string(path)?);
+    Ok(text.map(|t| t.trim().to_owned()))
+}
+
+/// The admin bearer token, held only as its SHA-256 digest.
+struct Token {
+    digest: Secret<[u8; 32]>,
+}
+
+impl Token {
+    /// `None` for an empty (or all-whitespace) token: no token, no check.
+    fn new(token: &Secret<String>) -> Option<Token> {
+        let t = token.expose().trim();
+        (!t.is_empty()).then(|| Token { digest: Secret::new(sha256(t.as_bytes())) })
+    }
+
+    /// True when `given` is the token. Both sides are hashed first and the 32-byte digests
+    /// compared with `subtle` (no early exit), so the time taken depends on neither the
+    /// expected token's bytes nor its length; `given`'s length only changes the time to hash
+    /// what the caller sent, which the caller already knows.
+    fn matches(&self, given: &[u8]) -> bool {
+        sha256(given).ct_eq(self.digest.expose()).into()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(bytes).into()
+}
+
 /// Shared state of the admin listener.
 pub struct AdminState {
     gateway: Gateway,
-    token: Option<String>,
+    token: Option<Token>,
     config: ArcSwap<ConfigInfo>,
     listener_up: AtomicBool,
 }
 
 impl AdminState {
-    /// State for `gateway`; `token` from `[admin] token_file` (already read).
-    pub fn new(gateway: Gateway, token: Option<String>, config: ConfigInfo) -> Arc<AdminState> {
+    /// State for `gateway`; `token` from `[admin] token_file` (see [`read_token_file`]); an
+    /// empty one means no token.
+    pub fn new(gateway: Gateway, token: Option<Secret<String>>, config: ConfigInfo) -> Arc<AdminState> {
         Arc::new(AdminState {
             gateway,
-            token: token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+            token: token.as_ref().and_then(Token::new),
             config: ArcSwap::from_pointee(config),
             listener_up: AtomicBool::new(false),
         })
@@ -169,15 +207,8 @@ impl axum::serve::Listener for TlsListener {
 
 async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        // Constant-time comparison: the token guards the admin plane.
-        let ok = given.is_some_and(|g| {
-            g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        });
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        let ok = given.is_some_and(|g| token.matches(g));
         if !ok {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -208,4 +239,58 @@ async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn page() -> Html<&'static str> {
     Html(PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "4f1c-admin-token-9d2e";
+
+    fn token() -> Token {
+        Token::new(&Secret::new(format!("  {TOKEN}\n"))).unwrap()
+    }
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        let t = token();
+        assert!(t.matches(TOKEN.as_bytes()));
+        for wrong in [
+            "",
+            "4",
+            &TOKEN[..TOKEN.len() - 1],    // a prefix: the old check compared lengths first
+            &format!("{TOKEN}x"),         // longer
+            &format!("x{}", &TOKEN[1..]), // same length, first byte differs
+            &format!("{}x", &TOKEN[..TOKEN.len() - 1]), // same length, last byte differs
+            &format!(" {TOKEN}"),         // surrounding whitespace is not trimmed from requests
+        ] {
+            assert!(!t.matches(wrong.as_bytes()), "{wrong:?} must not match");
+        }
+    }
+
+    #[test]
+    fn the_token_is_held_only_as_a_digest() {
+        // Every comparison is between two 32-byte digests, whatever the token's length.
+        let t = token();
+        assert_eq!(t.digest.expose(), &sha256(TOKEN.as_bytes()));
+        assert_eq!(format!("{:?}", t.digest), "<redacted>");
+    }
+
+    #[test]
+    fn an_empty_token_file_means_no_token() {
+        assert!(Token::new(&Secret::new(" \n".to_owned())).is_none());
+    }
+
+    #[test]
+    fn the_token_file_is_trimmed_and_redacted() {
+        let path = std::env::temp_dir().join(format!("exhook-admin-token-{}", std::process::id()));
+        std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+        let read = read_token_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        let read = read.unwrap();
+        assert_eq!(read.expose(), TOKEN);
+        assert!(!format!("{read:?} {read}").contains(TOKEN));
+        let missing = read_token_file(Path::new("/nonexistent/exhook-admin-token")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
 }

@@ -1,6 +1,14 @@
 //! `exhook-gateway demo`: three example providers written for three different EMQX lines,
 //! the gateway in front of them, and a simulated EMQX session, all on loopback.
+//!
+//! The simulated clients authenticate with a password (`--password`): the gateway forwards it
+//! to the providers, and the demo checks that the deny-list provider received it intact, but it
+//! is never printed: the demo logs every request it sends and the providers log what they
+//! receive (at `debug`), and `ClientInfo`'s `Debug` redacts it. With `--admin`, the admin plane
+//! (`/metrics`, `/api/v1/status`, the status page) serves the demo's gateway, which then stays
+//! up after the session until Ctrl-C or SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +17,9 @@ use anyhow::Context as _;
 use exhook_chain::Ending;
 use exhook_config::Config;
 use exhook_hooks::{Hook, Version};
+use exhook_proto::Secret;
 use exhook_proto::model::{self, ValuedResponse, valued_response::ResponsedType, valued_response::Value};
+use exhook_proto::{v1, v3};
 use exhook_server::observe::{CallEvent, Observer, StepEvent, StepResult};
 use exhook_server::{Gateway, outcome_name};
 use exhook_sim::sample::{self, meta};
@@ -81,8 +91,18 @@ impl Observer for Printer {
     }
 }
 
-fn client_info(clientid: &str, username: &str) -> Option<model::ClientInfo> {
-    sample::client_info(clientid, username, "not-shown")
+/// What the demo is asked to do.
+pub struct Options {
+    /// The package the simulated EMQX speaks.
+    pub emqx: Version,
+    /// The password every simulated client sends.
+    pub password: Secret<String>,
+    /// Serve the admin plane here, and stay up after the session.
+    pub admin: Option<SocketAddr>,
+}
+
+fn client_info(clientid: &str, username: &str, password: &Secret<String>) -> Option<model::ClientInfo> {
+    sample::client_info(clientid, username, password.expose())
 }
 
 fn message(topic: &str, payload: &str) -> Option<model::Message> {
@@ -95,7 +115,9 @@ async fn start_providers() -> anyhow::Result<(SimProvider, SimProvider, SimProvi
         .hook("client.authenticate")
         .script(|call| match call.hook {
             Hook::ClientAuthenticate => {
-                let r: model::ClientAuthenticateRequest = call.request();
+                // Decoded as its own package, as a provider written for 5.9+ would.
+                let r: v3::ClientAuthenticateRequest = call.request();
+                tracing::debug!(request = ?r, "denylist [v3] received");
                 let user = r.clientinfo.map(|c| c.username).unwrap_or_default();
                 if user == "mallory" {
                     Reply::bool(ResponsedType::StopAndReturn, false)
@@ -131,13 +153,23 @@ async fn start_providers() -> anyhow::Result<(SimProvider, SimProvider, SimProvi
             "message.publish",
             "message.delivered",
         ])
+        .script(|call| {
+            if call.hook == Hook::ClientAuthenticate {
+                let r: v1::ClientAuthenticateRequest = call.request();
+                tracing::debug!(request = ?r, "audit [v1] received");
+            } else {
+                tracing::debug!(hook = %call.hook, "audit [v1] received");
+            }
+            Reply::Default
+        })
         .start()
         .await?;
     Ok((denylist, rewriter, audit))
 }
 
-/// Runs the demo with a simulated EMQX speaking `emqx`'s package.
-pub async fn run(emqx: Version) -> anyhow::Result<()> {
+/// Runs the demo with a simulated EMQX speaking `options.emqx`'s package.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let Options { emqx, password, admin } = options;
     let (denylist, rewriter, audit) = start_providers().await.context("starting example providers")?;
     let toml = format!(
         r#"
@@ -188,6 +220,22 @@ failed_action = "ignore"
     let addr = listener.local_addr()?;
     let gateway = Gateway::new(config, Arc::new(Printer { names }))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = match admin {
+        Some(admin) => {
+            let admin_listener =
+                tokio::net::TcpListener::bind(admin).await.with_context(|| format!("--admin: cannot bind {admin}"))?;
+            let admin_addr = admin_listener.local_addr()?;
+            let state =
+                exhook_admin::AdminState::new(gateway.clone(), None, exhook_admin::ConfigInfo::new(None, &toml));
+            state.set_listener_up(true);
+            println!("admin plane: http://{admin_addr}/ (/metrics, /api/v1/status, status page)");
+            Some(tokio::spawn(exhook_admin::serve(admin_listener, state, async {
+                let _ = admin_stop_rx.await;
+            })))
+        }
+        None => None,
+    };
     let serving = {
         let gateway = gateway.clone();
         tokio::spawn(async move {
@@ -228,7 +276,9 @@ failed_action = "ignore"
     macro_rules! step {
         ($label:expr, $kind:ident, $req:expr) => {{
             println!("\n=> {}", $label);
-            emqx_client.$kind(&$req).await.with_context(|| $label.to_string())?;
+            let request = $req;
+            tracing::debug!(?request, "simulated EMQX sends {}", $label);
+            emqx_client.$kind(&request).await.with_context(|| $label.to_string())?;
         }};
     }
     step!(
@@ -247,13 +297,17 @@ failed_action = "ignore"
     step!(
         "OnClientAuthenticate alice",
         valued,
-        model::ClientAuthenticateRequest { clientinfo: client_info("alice-1", "alice"), result: true, meta: m.clone() }
+        model::ClientAuthenticateRequest {
+            clientinfo: client_info("alice-1", "alice", &password),
+            result: true,
+            meta: m.clone()
+        }
     );
     step!(
         "OnClientAuthenticate mallory",
         valued,
         model::ClientAuthenticateRequest {
-            clientinfo: client_info("mallory-1", "mallory"),
+            clientinfo: client_info("mallory-1", "mallory", &password),
             result: true,
             meta: m.clone()
         }
@@ -261,18 +315,18 @@ failed_action = "ignore"
     step!(
         "OnSessionCreated alice",
         notify,
-        model::SessionCreatedRequest { clientinfo: client_info("alice-1", "alice"), meta: m.clone() }
+        model::SessionCreatedRequest { clientinfo: client_info("alice-1", "alice", &password), meta: m.clone() }
     );
     step!(
         "OnClientConnected alice",
         notify,
-        model::ClientConnectedRequest { clientinfo: client_info("alice-1", "alice"), meta: m.clone() }
+        model::ClientConnectedRequest { clientinfo: client_info("alice-1", "alice", &password), meta: m.clone() }
     );
     step!(
         "OnClientAuthorize alice publish sensors/raw/1",
         valued,
         model::ClientAuthorizeRequest {
-            clientinfo: client_info("alice-1", "alice"),
+            clientinfo: client_info("alice-1", "alice", &password),
             r#type: 0,
             topic: "sensors/raw/1".into(),
             result: true,
@@ -297,7 +351,7 @@ failed_action = "ignore"
         "OnMessageDelivered sensors/clean/1 to alice",
         notify,
         model::MessageDeliveredRequest {
-            clientinfo: client_info("alice-1", "alice"),
+            clientinfo: client_info("alice-1", "alice", &password),
             message: message("sensors/clean/1", "21.5C"),
             meta: m.clone()
         }
@@ -306,7 +360,7 @@ failed_action = "ignore"
         "OnClientDisconnected alice",
         notify,
         model::ClientDisconnectedRequest {
-            clientinfo: client_info("alice-1", "alice"),
+            clientinfo: client_info("alice-1", "alice", &password),
             reason: "normal".into(),
             meta: m.clone()
         }
@@ -322,6 +376,37 @@ failed_action = "ignore"
     }
     if delivered.is_empty() {
         anyhow::bail!("audit provider did not receive the queued notifications");
+    }
+
+    // The gateway must forward the password untouched (only its text forms are redacted).
+    let authenticates = denylist.calls_of(Hook::ClientAuthenticate);
+    let intact = !authenticates.is_empty()
+        && authenticates.iter().all(|c| {
+            let r: v3::ClientAuthenticateRequest = c.request();
+            r.clientinfo.is_some_and(|ci| ci.password == *password.expose())
+        });
+    println!(
+        "\ndenylist [v3] received the password EMQX sent in each of its {} authenticate calls: {} (compared, never printed)",
+        authenticates.len(),
+        if intact { "yes" } else { "NO" }
+    );
+    if !intact {
+        anyhow::bail!("the deny-list provider did not receive the clients' passwords intact");
+    }
+
+    if let Some(task) = admin_task {
+        // Install the handlers before saying so: a SIGTERM sent on that line must be caught.
+        #[cfg(unix)]
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+        let ctrl_c = tokio::signal::ctrl_c();
+        println!("\nsession done; the gateway and its admin plane stay up until Ctrl-C or SIGTERM");
+        #[cfg(unix)]
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = admin_stop_tx.send(());
+        task.await.context("admin task")?.context("admin listener")?;
     }
     let _ = stop_tx.send(());
     serving.await.context("gateway task")??;

@@ -51,6 +51,14 @@ enum Command {
         /// The package the simulated EMQX speaks.
         #[arg(long, default_value = "v3", value_parser = parse_version)]
         emqx: exhook_hooks::Version,
+        /// The password the simulated clients authenticate with: forwarded to the providers,
+        /// never printed (a demo value: command lines are visible to other local users).
+        #[arg(long, default_value = "not-shown")]
+        password: String,
+        /// Also serve the admin plane (`/metrics`, `/api/v1/status`, the status page) here,
+        /// e.g. 127.0.0.1:9100, and stay up after the session until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
     },
 }
 
@@ -95,9 +103,9 @@ fn main() -> std::process::ExitCode {
                 run(config).await
             }
             Command::Check { config } => check(config),
-            Command::Demo { emqx } => {
+            Command::Demo { emqx, password, admin } => {
                 init_logs(cli.log_format, "warn");
-                demo::run(emqx).await
+                demo::run(demo::Options { emqx, password: exhook_proto::Secret::new(password), admin }).await
             }
         }
     });
@@ -125,9 +133,10 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let listeners = exhook_server::Listeners::bind(&config).await?;
     let gateway = Gateway::new(config, Arc::new(NoopObserver))?;
     let token = match &admin.token_file {
-        Some(f) => {
-            Some(std::fs::read_to_string(f).with_context(|| format!("admin.token_file: cannot read {}", f.display()))?)
-        }
+        Some(f) => Some(
+            exhook_admin::read_token_file(f)
+                .with_context(|| format!("admin.token_file: cannot read {}", f.display()))?,
+        ),
         None => None,
     };
     let admin_state = AdminState::new(gateway.clone(), token, ConfigInfo::new(Some(&path), &text));
@@ -221,11 +230,18 @@ async fn reload_on_sighup(
         let loaded = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))
             .and_then(|text| Ok((Config::parse(&text, &path)?, text)));
-        match loaded.and_then(|(config, text)| Ok((gateway.reload(config)?, text))) {
+        let reloaded = match loaded {
+            Ok((config, text)) => gateway.reload(config).await.map(|r| (r, text)).map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match reloaded {
             Ok((report, text)) => {
                 gateway.metrics().reload(true);
                 admin.set_config(ConfigInfo::new(Some(&path), &text));
                 tracing::info!(added = ?report.added, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
+                if !report.not_replaced.is_empty() {
+                    tracing::warn!(providers = ?report.not_replaced, "changed providers not loaded in time: their running instances stay");
+                }
                 if !report.needs_restart.is_empty() {
                     tracing::warn!(settings = ?report.needs_restart, "these changes take effect after a restart");
                 }

@@ -27,7 +27,11 @@ struct Admin {
 }
 
 async fn start_admin(gw: &TestGateway, token: Option<&str>) -> Admin {
-    let state = AdminState::new(gw.gateway.clone(), token.map(str::to_owned), ConfigInfo::new(None, "test"));
+    let state = AdminState::new(
+        gw.gateway.clone(),
+        token.map(|t| exhook_proto::Secret::new(t.to_owned())),
+        ConfigInfo::new(None, "test"),
+    );
     state.set_listener_up(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 
 use crate::{Provider, Route};
 
-/// One event waiting for delivery.
-#[derive(Debug)]
+/// One event waiting for delivery. Its `Debug` shows the body's length only: the encoded
+/// request may carry a password (`ClientInfo.password`), and bytes print as text.
 pub struct Notification {
     /// The hook.
     pub hook: Hook,
@@ -33,6 +33,17 @@ pub struct Notification {
     /// The tenant's room for it (see [`crate::share`]), given back when it is delivered,
     /// fails or is dropped.
     pub ticket: crate::share::QueueTicket,
+}
+
+impl std::fmt::Debug for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notification")
+            .field("hook", &self.hook)
+            .field("version", &self.version)
+            .field("body_len", &self.body.len())
+            .field("key_hash", &self.key_hash)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an event was not queued.
