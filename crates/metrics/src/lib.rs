@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use exhook_hooks::Hook;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -34,6 +34,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "exhook_gateway_config_reloads_total",
     "exhook_gateway_build_info",
     "exhook_gateway_caller_identity_total",
+    "exhook_gateway_limit_exceeded_total",
+    "exhook_gateway_connections",
 ];
 
 /// Latency buckets, seconds: 100 µs to 5 s (EMQX's default request_timeout).
@@ -111,6 +113,8 @@ label_enum!(
         Shutdown => "shutdown",
         /// Taken off the queue but not delivered (provider failed, timed out, breaker open).
         DeliveryFailed => "delivery_failed",
+        /// The tenant's share of the provider's `queue_bytes` was used up.
+        QueueBytes => "queue_bytes",
     }
 );
 
@@ -123,6 +127,24 @@ label_enum!(
         RejectedUnknownClient => "rejected_unknown_client",
         /// A call's `cluster_name` claimed another tenant than its certificate or listener (the identity won).
         ClusterNameMismatch => "cluster_name_mismatch",
+        /// A call whose `cluster_name` no tenant claims was refused (`unknown_cluster = "reject"`).
+        RejectedUnknownCluster => "rejected_unknown_cluster",
+    }
+);
+
+label_enum!(
+    /// A bound that was reached (`exhook_gateway_limit_exceeded_total{limit}`). No `provider`
+    /// label: every child exists from the first scrape (providers come and go with reloads), and
+    /// the provider of an oversized reply is already named by its failed call
+    /// (`provider_calls_total{result="error"}`) and by the log line.
+    Limit {
+        /// An EMQX connection arrived while `server.max_connections` were open: it waits until
+        /// one closes (counted once per connection that had to wait at the accept loop).
+        Connections => "connections",
+        /// An EMQX request larger than `server.max_request_bytes` was answered RESOURCE_EXHAUSTED.
+        RequestBytes => "request_bytes",
+        /// A provider reply larger than the provider's `max_reply_bytes` was refused (the call failed).
+        ReplyBytes => "reply_bytes",
     }
 );
 
@@ -143,6 +165,10 @@ pub struct Metrics {
     reloads: IntCounterVec,
     /// One child per [`IdentityEvent`], in `ALL` order (created at start: every event exists at 0).
     identity: Vec<IntCounter>,
+    /// One child per [`Limit`], in `ALL` order (created at start: every limit exists at 0).
+    limits: Vec<IntCounter>,
+    /// Open EMQX-facing connections.
+    connections: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -246,6 +272,21 @@ impl Metrics {
                 // Known from the start: every event exists at 0, so increase() sees the first one.
                 IdentityEvent::ALL.iter().map(|e| family.with_label_values(&[e.as_str()])).collect()
             },
+            limits: {
+                let family = counter(
+                    &r,
+                    "exhook_gateway_limit_exceeded_total",
+                    "Bounds reached: connections waiting, requests and replies refused for their size.",
+                    &["limit"],
+                );
+                Limit::ALL.iter().map(|l| family.with_label_values(&[l.as_str()])).collect()
+            },
+            connections: {
+                let g = IntGauge::new("exhook_gateway_connections", "Open EMQX-facing connections.")
+                    .expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
             registry: r,
         };
         let info = gauge(&m.registry, "exhook_gateway_build_info", "Build information; always 1.", &["version"]);
@@ -273,6 +314,22 @@ impl Metrics {
     pub fn identity(&self, event: IdentityEvent) {
         // `ALL` lists every variant in declaration order, so the index is the discriminant.
         self.identity[event as usize].inc();
+    }
+
+    /// Counts a bound reached.
+    pub fn limit_exceeded(&self, limit: Limit) {
+        // `ALL` lists every variant in declaration order, so the index is the discriminant.
+        self.limits[limit as usize].inc();
+    }
+
+    /// Counts an EMQX-facing connection opened (admitted under `server.max_connections`).
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    /// Counts an EMQX-facing connection closed.
+    pub fn connection_closed(&self) {
+        self.connections.dec();
     }
 
     /// Counts a configuration reload.
@@ -500,6 +557,19 @@ mod tests {
         assert_eq!(value(&text, "exhook_gateway_notifications_queued{provider=\"auth\"}"), Some(7.0));
         assert_eq!(value(&text, "exhook_gateway_config_reloads_total{result=\"success\"}"), Some(1.0));
         assert!(text.contains("exhook_gateway_build_info{version=\""));
+        // Every limit exists from the first scrape; the gauge too.
+        for l in Limit::ALL {
+            let series = format!("exhook_gateway_limit_exceeded_total{{limit=\"{}\"}}", l.as_str());
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        assert_eq!(value(&text, "exhook_gateway_connections"), Some(0.0));
+        m.limit_exceeded(Limit::ReplyBytes);
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        let after = m.encode();
+        assert_eq!(value(&after, "exhook_gateway_limit_exceeded_total{limit=\"reply_bytes\"}"), Some(1.0));
+        assert_eq!(value(&after, "exhook_gateway_connections"), Some(1.0));
         // Every exported family is in METRIC_NAMES and the other way round.
         let mut exported: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();

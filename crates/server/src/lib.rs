@@ -214,13 +214,10 @@ impl Gateway {
                 .needs_restart
                 .push(format!("server.listen ({:?} -> {:?})", old.config.server.listen, config.server.listen));
         }
-        let bounds = |c: &Config| {
-            (c.server.tls.clone(), c.server.max_connections, c.server.max_concurrent_streams, c.server.max_request_bytes)
-        };
+        // max_request_bytes is read per call: a reload applies it.
+        let bounds = |c: &Config| (c.server.tls.clone(), c.server.max_connections, c.server.max_concurrent_streams);
         if bounds(&config) != bounds(&old.config) {
-            report
-                .needs_restart
-                .push("server.tls / max_connections / max_concurrent_streams / max_request_bytes".to_owned());
+            report.needs_restart.push("server.tls / max_connections / max_concurrent_streams".to_owned());
         }
         let listeners = |c: &Config| c.tenants.iter().map(|t| (t.name.clone(), t.listener.clone())).collect::<Vec<_>>();
         if listeners(&config) != listeners(&old.config) {

@@ -10,6 +10,10 @@
 //! names) that tonic puts into every request's extensions; the tenant is decided per call
 //! from it against the running snapshot (see `exec::Runtime::tenant_of`).
 //!
+//! Every listener takes its connections under one [`ConnectionLimit`] of `server.max_connections`
+//! (see [`connection_limit`]): at the limit the listeners stop accepting, and connections wait
+//! in the kernel's backlog until one closes.
+//!
 //! TLS handshakes run in their own tasks (`exhook_tls::accept_tls`: a slow client never holds
 //! up the accept loop), at most [`MAX_HANDSHAKES`] at once, each within [`HANDSHAKE_TIMEOUT`]. Certificate files
 //! are re-read every [`TLS_POLL`] and used by new handshakes when they changed (see
@@ -24,8 +28,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use exhook_config::{Config, ServerFiles, UnknownClient};
-use exhook_metrics::{IdentityEvent, Metrics};
-use exhook_tls::Watched;
+use exhook_metrics::{IdentityEvent, Limit, Metrics};
+use exhook_tls::{ConnectionLimit, ConnectionPermit, LimitEvent, Watched};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -195,20 +199,44 @@ impl Listeners {
         self.bound.iter().find(|b| b.key == key).and_then(|b| b.listener.local_addr().ok())
     }
 
-    /// Starts the accept loops; accepted (and TLS-established) connections arrive on the
-    /// returned channel. The loops stop when the receiver is dropped.
-    pub(crate) fn accept(self, metrics: Arc<Metrics>) -> mpsc::Receiver<io::Result<CallerStream>> {
+    /// Starts the accept loops, every connection taking a place under `limit`; accepted (and
+    /// TLS-established) connections arrive on the returned channel. The loops stop when the
+    /// receiver is dropped.
+    pub(crate) fn accept(
+        self,
+        metrics: Arc<Metrics>,
+        limit: ConnectionLimit,
+    ) -> mpsc::Receiver<io::Result<CallerStream>> {
         // Bounded: when the server does not take connections, the accept loops wait
         // (and the kernel's backlog holds the rest).
         let (tx, rx) = mpsc::channel(64);
         for b in self.bound {
-            tokio::spawn(accept_loop(b, tx.clone(), Arc::clone(&metrics)));
+            tokio::spawn(accept_loop(b, tx.clone(), Arc::clone(&metrics), limit.clone()));
         }
         rx
     }
 }
 
-async fn accept_loop(b: Bound, tx: mpsc::Sender<io::Result<CallerStream>>, metrics: Arc<Metrics>) {
+/// `server.max_connections` over every EMQX-facing listener, reported to `metrics`: the
+/// `exhook_gateway_connections` gauge, and `limit_exceeded_total{limit="connections"}` once
+/// per accepted connection that had to wait for a place.
+pub(crate) fn connection_limit(max: usize, metrics: Arc<Metrics>) -> ConnectionLimit {
+    ConnectionLimit::new(max, move |event| match event {
+        LimitEvent::Full => {
+            metrics.limit_exceeded(Limit::Connections);
+            tracing::debug!(max, "server.max_connections reached; new EMQX connections wait");
+        }
+        LimitEvent::Opened => metrics.connection_opened(),
+        LimitEvent::Closed => metrics.connection_closed(),
+    })
+}
+
+async fn accept_loop(
+    b: Bound,
+    tx: mpsc::Sender<io::Result<CallerStream>>,
+    metrics: Arc<Metrics>,
+    limit: ConnectionLimit,
+) {
     let Bound { key, listener, tls, tenant, unknown_client } = b;
     let Some(tls) = tls else {
         loop {
@@ -216,28 +244,34 @@ async fn accept_loop(b: Bound, tx: mpsc::Sender<io::Result<CallerStream>>, metri
                 c = exhook_tls::accept_tcp(&listener) => c,
                 () = tx.closed() => return,
             };
+            // At the limit this waits, and the loop accepts nothing else meanwhile.
+            let place = tokio::select! {
+                p = limit.admit() => p,
+                () = tx.closed() => return,
+            };
             let caller = Caller::new(Some(remote), tenant.clone(), None, unknown_client);
-            if tx.send(Ok(CallerStream { io: Io::Plain(stream), caller })).await.is_err() {
+            if tx.send(Ok(CallerStream { io: Io::Plain(stream), caller, _place: place })).await.is_err() {
                 return;
             }
         }
     };
     let failed_key = key.clone();
-    let mut ready = exhook_tls::accept_tls(
+    let mut ready = exhook_tls::accept_tls_limited(
         listener,
         move || tls.current(),
         MAX_HANDSHAKES,
         HANDSHAKE_TIMEOUT,
+        limit,
         move |remote, e| {
             metrics.identity(IdentityEvent::HandshakeFailed);
             tracing::info!(listener = %failed_key, %remote, error = %e, "TLS connection not established");
         },
     );
-    while let Some((stream, remote)) = ready.recv().await {
+    while let Some((stream, remote, place)) = ready.recv().await {
         let cert_names =
             stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(exhook_tls::certificate_names);
         let caller = Caller::new(Some(remote), tenant.clone(), cert_names, unknown_client);
-        if tx.send(Ok(CallerStream { io: Io::Tls(Box::new(stream)), caller })).await.is_err() {
+        if tx.send(Ok(CallerStream { io: Io::Tls(Box::new(stream)), caller, _place: place })).await.is_err() {
             return;
         }
     }
@@ -252,6 +286,8 @@ enum Io {
 pub struct CallerStream {
     io: Io,
     caller: Caller,
+    /// Its place under `server.max_connections`, freed when the connection is dropped.
+    _place: ConnectionPermit,
 }
 
 impl tonic::transport::server::Connected for CallerStream {

@@ -1,5 +1,9 @@
 //! The EMQX-facing gRPC service: one generic `HookProvider` per package, each a thin adapter
 //! that decodes into the internal model and hands the call to the [`Runtime`].
+//!
+//! A request larger than `server.max_request_bytes` is answered `RESOURCE_EXHAUSTED` as soon
+//! as its length prefix arrives ([`LimitedBody`]): none of it is buffered, and no provider
+//! sees it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,7 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use exhook_hooks::{Hook, HookRequest, ValuedRequest, Version, convert};
+use exhook_metrics::{Limit, Metrics};
 use exhook_proto::model::{self, EmptySuccess, LoadedResponse, ValuedResponse};
 use exhook_proto::v1;
 use tokio::time::Instant;
@@ -70,8 +76,8 @@ impl<P: Package> NamedService for HookService<P> {
 impl<P, B> tower::Service<http::Request<B>> for HookService<P>
 where
     P: Package,
-    B: http_body::Body + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -105,38 +111,46 @@ async fn route<B>(
     req: http::Request<B>,
 ) -> http::Response<Body>
 where
-    B: http_body::Body + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send + 'static,
 {
+    // Read per call from the snapshot, so a reload changes it for the next call.
+    let max = runtime.config.server.max_request_bytes;
+    let req = req.map(|body| LimitedBody::new(body, max, hook, Arc::clone(runtime.metrics.metrics())));
+    // tonic's own limit (4 MiB by default, OUT_OF_RANGE) must not be the smaller one: the
+    // body answers first, with RESOURCE_EXHAUSTED.
+    macro_rules! grpc {
+        ($codec:ty) => {
+            Grpc::new(<$codec>::default()).max_decoding_message_size(max)
+        };
+    }
     macro_rules! valued {
         ($ty:ident) => {
-            Grpc::new(ProstCodec::<ValuedResponse, model::$ty>::default())
+            grpc!(ProstCodec<ValuedResponse, model::$ty>)
                 .unary(HookSvc::<model::$ty, Fold>::new(runtime, version, received), req)
                 .await
         };
     }
     macro_rules! notify {
         ($ty:ident) => {
-            Grpc::new(ProstCodec::<EmptySuccess, model::$ty>::default())
+            grpc!(ProstCodec<EmptySuccess, model::$ty>)
                 .unary(HookSvc::<model::$ty, Deliver>::new(runtime, version, received), req)
                 .await
         };
     }
     match hook {
         Hook::ProviderLoaded if version == Version::V1 => {
-            Grpc::new(ProstCodec::<LoadedResponse, v1::ProviderLoadedRequest>::default())
+            grpc!(ProstCodec<LoadedResponse, v1::ProviderLoadedRequest>)
                 .unary(LoadedSvc { runtime, version, received }, req)
                 .await
         }
         Hook::ProviderLoaded => {
-            Grpc::new(ProstCodec::<LoadedResponse, model::ProviderLoadedRequest>::default())
+            grpc!(ProstCodec<LoadedResponse, model::ProviderLoadedRequest>)
                 .unary(LoadedSvc { runtime, version, received }, req)
                 .await
         }
         Hook::ProviderUnloaded => {
-            Grpc::new(ProstCodec::<EmptySuccess, model::ProviderUnloadedRequest>::default())
-                .unary(UnloadedSvc { runtime }, req)
-                .await
+            grpc!(ProstCodec<EmptySuccess, model::ProviderUnloadedRequest>).unary(UnloadedSvc { runtime }, req).await
         }
         Hook::ClientAuthenticate => valued!(ClientAuthenticateRequest),
         Hook::ClientAuthorize => valued!(ClientAuthorizeRequest),
@@ -157,6 +171,102 @@ where
         Hook::MessageDelivered => notify!(MessageDeliveredRequest),
         Hook::MessageDropped => notify!(MessageDroppedRequest),
         Hook::MessageAcked => notify!(MessageAckedRequest),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// gRPC's message prefix: a compression flag and a 4-byte big-endian length.
+const PREFIX: usize = 5;
+
+/// A request body that fails with `RESOURCE_EXHAUSTED` once it shows more than `max` bytes of
+/// message: from the length in the first message's prefix, before its payload is read (so
+/// an oversized request is never buffered), or, for a body carrying more than it announced,
+/// as soon as its data passes `max` plus the prefix. tonic turns the error (a [`Status`] in
+/// a box) into the call's answer.
+struct LimitedBody<B> {
+    inner: B,
+    max: usize,
+    /// Data bytes received so far.
+    seen: usize,
+    /// The first [`PREFIX`] bytes, as they arrive.
+    prefix: [u8; PREFIX],
+    hook: Hook,
+    metrics: Arc<Metrics>,
+    /// Refused: nothing more is read.
+    refused: bool,
+}
+
+impl<B> LimitedBody<B> {
+    fn new(inner: B, max: usize, hook: Hook, metrics: Arc<Metrics>) -> Self {
+        LimitedBody { inner, max, seen: 0, prefix: [0; PREFIX], hook, metrics, refused: false }
+    }
+
+    /// Takes note of a data chunk; the refusal if the request is now known to be too large.
+    fn check(&mut self, data: &Bytes) -> Option<Status> {
+        let before = self.seen;
+        self.seen = self.seen.saturating_add(data.len());
+        if before < PREFIX {
+            let n = (PREFIX - before).min(data.len());
+            self.prefix[before..before + n].copy_from_slice(&data[..n]);
+        }
+        let announced = (self.seen >= PREFIX)
+            .then(|| u32::from_be_bytes([self.prefix[1], self.prefix[2], self.prefix[3], self.prefix[4]]) as usize);
+        let size = match announced {
+            Some(n) if n > self.max => n,
+            _ if self.seen > self.max.saturating_add(PREFIX) => self.seen - PREFIX,
+            _ => return None,
+        };
+        self.refused = true;
+        self.metrics.limit_exceeded(Limit::RequestBytes);
+        tracing::warn!(
+            hook = self.hook.name(),
+            size,
+            max = self.max,
+            "request larger than server.max_request_bytes refused"
+        );
+        Some(Status::resource_exhausted(format!(
+            "request message of {size} bytes exceeds the gateway's server.max_request_bytes ({} bytes)",
+            self.max
+        )))
+    }
+}
+
+impl<B> http_body::Body for LimitedBody<B>
+where
+    B: http_body::Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.refused {
+            return Poll::Ready(None);
+        }
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            // Zero-copy for `Bytes` (what hyper delivers).
+            Poll::Ready(Some(Ok(frame))) => frame.map_data(|mut d| d.copy_to_bytes(d.remaining())),
+        };
+        if let Some(status) = frame.data_ref().and_then(|data| this.check(data)) {
+            return Poll::Ready(Some(Err(Box::new(status))));
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.refused || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.refused { http_body::SizeHint::with_exact(0) } else { self.inner.size_hint() }
     }
 }
 

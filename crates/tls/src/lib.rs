@@ -32,7 +32,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use accept::{HandshakeFailure, accept_tcp, accept_tls};
+pub use accept::{
+    ConnectionLimit, ConnectionPermit, HandshakeFailure, LimitEvent, accept_tcp, accept_tls, accept_tls_limited,
+};
 pub use names::certificate_names;
 pub use rustls;
 pub use rustls_pki_types::ServerName;

@@ -7,6 +7,12 @@
 //! `SendRequest` with a pre-encoded body, and the reply is read in one piece. The connection is
 //! opened lazily, re-opened after it closes, and opened by one caller at a time.
 //!
+//! A reply is bounded while it arrives ([`ReplyLimit`], the provider's `max_reply_bytes`):
+//! the length in its message prefix is checked on the first data frame, and a reply that
+//! announces more, or sends more than it announced, is dropped at once, which resets the
+//! stream (RST_STREAM CANCEL). The gateway holds at most the limit plus the 5-byte prefix
+//! of it, and HTTP/2 flow control (hyper's 2 MiB stream window) bounds what is in transit.
+//!
 //! `https` URLs get TLS (rustls) under the HTTP/2 connection: ALPN `h2`, the configured
 //! server name (or the URL's host) verified and sent as SNI. The TLS files are re-read when
 //! a connection is opened (by content; see `exhook_tls::Watched`), so a rotated client
@@ -19,6 +25,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::{BufMut, Bytes, BytesMut};
+use exhook_metrics::Limit;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -28,6 +35,93 @@ use rustls_pki_types::ServerName;
 use tonic::{Code, Status};
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// gRPC's message prefix: a compression flag and a 4-byte big-endian length.
+const PREFIX: usize = 5;
+
+/// The largest reply message a call accepts, and where a larger one is counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplyLimit<'a> {
+    /// The provider's `max_reply_bytes`, read per call (a reload may change it).
+    pub(crate) max: usize,
+    /// The provider's metrics (`limit_exceeded_total{limit="reply_bytes"}`), once set.
+    pub(crate) metrics: Option<&'a ArcSwapOption<crate::MetricsSlot>>,
+}
+
+impl ReplyLimit<'_> {
+    /// The default limit, counted nowhere (loading and health probes).
+    pub(crate) const DEFAULT: ReplyLimit<'static> =
+        ReplyLimit { max: exhook_proto::codec::DEFAULT_MAX_MESSAGE_BYTES, metrics: None };
+
+    /// The refusal of a reply of `size` bytes (counted).
+    fn exceeded(&self, size: usize, authority: &Authority, path: &str) -> Status {
+        if let Some(slot) = self.metrics.and_then(|m| m.load_full()) {
+            slot.handles.metrics().limit_exceeded(Limit::ReplyBytes);
+        }
+        tracing::warn!(%authority, path, size, max = self.max, "provider reply larger than max_reply_bytes refused");
+        Status::resource_exhausted(format!(
+            "provider reply of {size} bytes exceeds its max_reply_bytes ({} bytes)",
+            self.max
+        ))
+    }
+}
+
+/// A reply's data frames as they arrive: the first one kept as is (no copy in the usual
+/// one-frame case), later ones appended.
+#[derive(Default)]
+struct Received {
+    first: Bytes,
+    more: Option<BytesMut>,
+}
+
+impl Received {
+    fn len(&self) -> usize {
+        self.more.as_ref().map_or(self.first.len(), BytesMut::len)
+    }
+
+    /// Adds a data frame; `Err(size)` when the reply is now known to exceed `max`: announced
+    /// larger, or carrying more than the prefix and `max`. The frame is not kept then.
+    fn push(&mut self, data: Bytes, max: usize) -> Result<(), usize> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let total = self.len().saturating_add(data.len());
+        if total > max.saturating_add(PREFIX) {
+            return Err(self.announced_with(&data).map_or(total - PREFIX, |a| a.max(total - PREFIX)));
+        }
+        match (&mut self.more, self.first.is_empty()) {
+            (None, true) => self.first = data,
+            (None, false) => {
+                let mut buf = BytesMut::with_capacity(total);
+                buf.extend_from_slice(&self.first);
+                buf.extend_from_slice(&data);
+                self.first = Bytes::new();
+                self.more = Some(buf);
+            }
+            (Some(buf), _) => buf.extend_from_slice(&data),
+        }
+        match self.announced_with(&[]) {
+            Some(announced) if announced > max => Err(announced),
+            _ => Ok(()),
+        }
+    }
+
+    /// The length the message prefix announces, once its 5 bytes are here (with `next`).
+    fn announced_with(&self, next: &[u8]) -> Option<usize> {
+        let have: &[u8] = self.more.as_deref().unwrap_or(&self.first);
+        let mut prefix = [0u8; PREFIX];
+        let from_have = have.len().min(PREFIX);
+        prefix[..from_have].copy_from_slice(&have[..from_have]);
+        let from_next = (PREFIX - from_have).min(next.len());
+        prefix[from_have..from_have + from_next].copy_from_slice(&next[..from_next]);
+        (from_have + from_next == PREFIX)
+            .then(|| u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize)
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.more.map_or(self.first, BytesMut::freeze)
+    }
+}
 
 /// A provider's TLS client side, shared by all its connections.
 #[derive(Debug)]
@@ -197,8 +291,20 @@ where
 
 impl Connection {
     /// One unary call: `message` (an encoded protobuf message) to `path`; the reply's
-    /// encoded message, or the gRPC status.
+    /// encoded message, or the gRPC status. Replies are bounded by the default limit.
     pub(crate) async fn unary(&self, path: &'static str, message: Bytes, timeout: Duration) -> Result<Bytes, Status> {
+        self.unary_limited(path, message, timeout, ReplyLimit::DEFAULT).await
+    }
+
+    /// As [`Connection::unary`], a reply message larger than `limit.max` failing the call with
+    /// `RESOURCE_EXHAUSTED` (counted) as soon as that is known, without buffering it.
+    pub(crate) async fn unary_limited(
+        &self,
+        path: &'static str,
+        message: Bytes,
+        timeout: Duration,
+        limit: ReplyLimit<'_>,
+    ) -> Result<Bytes, Status> {
         let mut sender = self.sender().await?;
         let mut frame = BytesMut::with_capacity(5 + message.len());
         frame.put_u8(0); // not compressed
@@ -227,7 +333,7 @@ impl Connection {
             }
             Status::unavailable(describe_send_error(&e, self.authority.host()))
         })?;
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
         // Trailers-only answer (an error without a message): the status is in the headers.
         if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
             return Err(status);
@@ -235,22 +341,28 @@ impl Connection {
         if parts.status != http::StatusCode::OK {
             return Err(Status::new(Code::Unknown, format!("HTTP status {}", parts.status)));
         }
-        let collected = body.collect().await.map_err(|e| unavailable("receive", e))?;
-        if let Some(status) = collected.trailers().and_then(Status::from_header_map).filter(|s| s.code() != Code::Ok) {
+        let mut received = Received::default();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| unavailable("receive", e))?;
+            match frame.into_data() {
+                // Returning drops `body`: hyper resets the stream, and what h2 had buffered
+                // of it is released.
+                Ok(data) => {
+                    received.push(data, limit.max).map_err(|size| limit.exceeded(size, &self.authority, path))?
+                }
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        if let Some(status) = trailers.as_ref().and_then(Status::from_header_map).filter(|s| s.code() != Code::Ok) {
             return Err(status);
         }
-        let data = collected.to_bytes();
-        if data.len() < 5 {
-            return Err(Status::internal("reply without a message"));
-        }
-        if data[0] != 0 {
-            return Err(Status::internal("compressed reply (the gateway asks for identity)"));
-        }
-        let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
-        if data.len() < 5 + len {
-            return Err(Status::internal("truncated reply"));
-        }
-        Ok(data.slice(5..5 + len))
+        exhook_proto::codec::decode_unary_frame(&received.into_bytes(), limit.max).map_err(|e| match e {
+            exhook_proto::codec::FrameError::TooLarge { announced, .. } => {
+                limit.exceeded(announced, &self.authority, path)
+            }
+            e => Status::internal(e.to_string()),
+        })
     }
 }
 
@@ -270,6 +382,41 @@ mod tests {
             assert!(v.len() <= 9, "{v:?}");
             assert!(exhook_proto::codec::parse_grpc_timeout(v.to_str().unwrap()).is_some());
         }
+    }
+
+    fn frame(announced: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0];
+        f.extend_from_slice(&announced.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn replies_are_bounded_while_they_arrive() {
+        // One frame: kept without a copy.
+        let one = Bytes::from(frame(3, b"abc"));
+        let mut r = Received::default();
+        r.push(one.clone(), 3).unwrap();
+        assert_eq!(r.into_bytes().as_ptr(), one.as_ptr());
+        // The prefix split over frames, announcing one byte too many: refused on the frame
+        // that completes the prefix, before any payload.
+        let big = frame(1025, &[]);
+        let mut r = Received::default();
+        r.push(Bytes::copy_from_slice(&big[..2]), 1024).unwrap();
+        assert_eq!(r.push(Bytes::copy_from_slice(&big[2..]), 1024), Err(1025));
+        // A reply sending more than it announced: refused once past the limit and the prefix.
+        let mut r = Received::default();
+        r.push(Bytes::from(frame(10, &[7; 10])), 16).unwrap();
+        r.push(Bytes::from_static(&[7; 6]), 16).unwrap();
+        assert_eq!(r.push(Bytes::from_static(&[7; 1]), 16), Err(17));
+        // Exactly at the limit, in pieces: accepted and joined.
+        let exact = frame(16, &[1; 16]);
+        let mut r = Received::default();
+        for piece in exact.chunks(4) {
+            r.push(Bytes::copy_from_slice(piece), 16).unwrap();
+        }
+        r.push(Bytes::new(), 16).unwrap();
+        assert_eq!(&r.into_bytes()[..], &exact[..]);
     }
 
     #[test]

@@ -513,7 +513,9 @@ impl Provider {
         let endpoint = &self.endpoints[pick(&self.endpoints, 0, false, random(), None).unwrap_or(0)];
         let call = async {
             let path = Hook::ProviderLoaded.path(version);
-            let reply = endpoint.connection(0).unary(path, body, timeout).await.map_err(CallError::Status)?;
+            let limit = crate::conn::ReplyLimit { max: self.settings.load().max_reply_bytes, metrics: Some(&self.metrics) };
+            let reply =
+                endpoint.connection(0).unary_limited(path, body, timeout, limit).await.map_err(CallError::Status)?;
             LoadedResponse::decode(reply)
                 .map_err(|e| CallError::Status(tonic::Status::internal(format!("undecodable reply: {e}"))))
         };
