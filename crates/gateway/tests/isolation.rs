@@ -60,10 +60,7 @@ async fn unknown_clusters_are_refused_counted_and_logged_once() {
     let e = emqx.notify(&model::ProviderUnloadedRequest { meta: meta(Version::V3, "intruder") }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
     let text = gw.gateway.metrics().encode();
-    assert!(
-        text.contains(r#"exhook_gateway_caller_identity_total{event="rejected_unknown_cluster"} 5"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"exhook_gateway_caller_identity_total{event="rejected_unknown_cluster"} 5"#), "{text}");
     assert_eq!(p.count(), 0, "nothing of an unknown cluster reached a provider");
     // The configured tenants still work.
     emqx.loaded(&loaded_request(Version::V3, "a")).await.unwrap();
@@ -251,7 +248,9 @@ async fn a_flood_of_1_mib_notifications_is_bounded_in_bytes_and_spares_other_ten
     let text = gw.gateway.metrics().encode();
     let dropped = text
         .lines()
-        .find(|l| l.starts_with(r#"exhook_gateway_notifications_dropped_total{provider="shared",reason="queue_bytes"}"#))
+        .find(|l| {
+            l.starts_with(r#"exhook_gateway_notifications_dropped_total{provider="shared",reason="queue_bytes"}"#)
+        })
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .unwrap_or(0);
     let grown = rss_after.saturating_sub(rss_before);
@@ -285,7 +284,8 @@ async fn emqx_loads_go_through_the_breaker_and_the_limit() {
     // OnProviderUnloaded too: refused by the open breaker, nothing sent.
     emqx.notify(&model::ProviderUnloadedRequest { meta: meta(Version::V3, "emqxcl") }).await.unwrap();
     let text = gw.gateway.metrics().encode();
-    let unload_refused = r#"exhook_gateway_provider_calls_total{hook="OnProviderUnloaded",provider="auth",result="breaker_open"} 1"#;
+    let unload_refused =
+        r#"exhook_gateway_provider_calls_total{hook="OnProviderUnloaded",provider="auth",result="breaker_open"} 1"#;
     tokio::time::timeout(Duration::from_secs(5), async {
         while !gw.gateway.metrics().encode().contains(unload_refused) {
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -61,8 +61,9 @@ fn c_warned(caller: Option<&CallerInfo>) -> bool {
 /// Every tenant's share of every provider it reaches: the provider's limits divided by the
 /// number of tenants that reach it (see [`exhook_upstream::share`]).
 fn share_table(config: &Config) -> Vec<Vec<Option<Arc<TenantShare>>>> {
-    let users: Vec<usize> =
-        (0..config.providers.len()).map(|i| config.tenants.iter().filter(|t| t.reachable.contains(&i)).count()).collect();
+    let users: Vec<usize> = (0..config.providers.len())
+        .map(|i| config.tenants.iter().filter(|t| t.reachable.contains(&i)).count())
+        .collect();
     config
         .tenants
         .iter()
@@ -294,9 +295,18 @@ impl Runtime {
                 Some(_) if call_slot.is_none() => Err(CallError::Shed(share.map_or(0, TenantShare::max_inflight))),
                 Some(_) if remaining.is_zero() => Err(CallError::Timeout(Duration::ZERO)),
                 Some(version) => {
-                    let body = Provider::encode_for(fold.current(), version);
-                    let timeout = settings.timeout.min(remaining);
-                    p.call::<ValuedResponse>(R::HOOK, version, body, timeout, key_hash, Route::Valued).await
+                    // Per-client order: this provider's queued notifications of the client
+                    // reach it first (usually none are pending: two atomic loads).
+                    let budget = settings.timeout.min(remaining);
+                    let queued_first =
+                        settings.notify != NotifyMode::Queue || p.queues().wait_turn(key_hash, started + budget).await;
+                    let timeout = budget.saturating_sub(started.elapsed());
+                    if !queued_first || timeout.is_zero() {
+                        Err(CallError::Timeout(budget))
+                    } else {
+                        let body = Provider::encode_for(fold.current(), version);
+                        p.call::<ValuedResponse>(R::HOOK, version, body, timeout, key_hash, Route::Valued).await
+                    }
                 }
             };
             drop(call_slot);
@@ -411,8 +421,15 @@ impl Runtime {
                                     Err(CallError::Timeout(Duration::ZERO))
                                 } else {
                                     let timeout = timeout.min(remaining);
-                                    p.call::<EmptySuccess>(R::HOOK, version, body, timeout, key_hash, Route::Notification)
-                                        .await
+                                    p.call::<EmptySuccess>(
+                                        R::HOOK,
+                                        version,
+                                        body,
+                                        timeout,
+                                        key_hash,
+                                        Route::Notification,
+                                    )
+                                    .await
                                 };
                                 (index, result, started.elapsed())
                             });

@@ -6,9 +6,20 @@
 //! sent them. A full shard drops the event and counts it: EMQX is never blocked and memory
 //! never grows past `shards × capacity` events, nor past `queue_bytes` of encoded events
 //! (each tenant's share of both is enforced by [`crate::share`] before an event gets here).
+//!
+//! **Per-client order across hook kinds.** EMQX runs one client's hooks one after another, so
+//! a provider behind EMQX sees `client.connected` before that client's next
+//! `client.authorize`. Queued notifications are answered before they are delivered, so a
+//! valued call for the same client could overtake them. The rule: a valued call for client X
+//! to this provider first waits ([`NotifyQueues::wait_turn`]) until every notification of X
+//! queued before it has been delivered (or has failed), bounded by the call's own budget.
+//! The bookkeeping is two counters per *slot* (`key_hash % 1024`): events queued and events
+//! done. With nothing of X pending the check is two atomic loads, no wait. Slots are shared by
+//! clients whose hashes collide: then a call may also wait for another client's pending
+//! events of that slot — later, never out of order.
 
 use std::sync::Weak;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use exhook_hooks::{Hook, Version};
@@ -60,11 +71,38 @@ pub enum EnqueueError {
     Closed,
 }
 
+/// Slots of the per-client order bookkeeping (see the module doc): 16 KiB per provider.
+const ORDER_SLOTS: usize = 1024;
+
+/// Events queued and done per slot; a slot's `done` catches up with its `queued` when all of
+/// its events queued so far have been delivered, failed or dropped.
+#[derive(Debug)]
+struct Turns {
+    queued: Box<[AtomicU64]>,
+    done: Box<[AtomicU64]>,
+}
+
+impl Turns {
+    fn new() -> Turns {
+        let slots = || (0..ORDER_SLOTS).map(|_| AtomicU64::new(0)).collect();
+        Turns { queued: slots(), done: slots() }
+    }
+
+    fn slot(key_hash: u64) -> usize {
+        (key_hash % ORDER_SLOTS as u64) as usize
+    }
+
+    fn finish(&self, key_hash: u64) {
+        self.done[Self::slot(key_hash)].fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// The shards of one provider.
 #[derive(Debug)]
 pub struct NotifyQueues {
     shards: Vec<mpsc::Sender<Notification>>,
     capacity: usize,
+    turns: std::sync::Arc<Turns>,
     /// Deliveries taken off a queue and not finished yet.
     delivering: std::sync::Arc<AtomicUsize>,
     /// Signalled after every delivery, for [`NotifyQueues::drain`].
@@ -75,14 +113,44 @@ impl NotifyQueues {
     pub(crate) fn new(provider: Weak<Provider>, shards: usize, capacity: usize) -> NotifyQueues {
         let delivering = std::sync::Arc::new(AtomicUsize::new(0));
         let progress = std::sync::Arc::new(Notify::new());
+        let turns = std::sync::Arc::new(Turns::new());
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(capacity.max(1));
-                tokio::spawn(deliver(provider.clone(), rx, delivering.clone(), progress.clone()));
+                let task = Delivery {
+                    provider: provider.clone(),
+                    delivering: delivering.clone(),
+                    progress: progress.clone(),
+                    turns: turns.clone(),
+                };
+                tokio::spawn(task.run(rx));
                 tx
             })
             .collect();
-        NotifyQueues { shards, capacity, delivering, progress }
+        NotifyQueues { shards, capacity, turns, delivering, progress }
+    }
+
+    /// Waits until every notification of `key_hash`'s client queued so far has been
+    /// delivered (or failed), or until `until`; true if it got its turn. Free (two atomic
+    /// loads) when nothing of the client is pending.
+    pub async fn wait_turn(&self, key_hash: u64, until: Instant) -> bool {
+        let slot = Turns::slot(key_hash);
+        let target = self.turns.queued[slot].load(Ordering::Acquire);
+        let caught_up = || self.turns.done[slot].load(Ordering::Acquire) >= target;
+        if caught_up() {
+            return true;
+        }
+        loop {
+            let progressed = self.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if caught_up() {
+                return true;
+            }
+            if tokio::time::timeout_at(until, progressed).await.is_err() {
+                return caught_up();
+            }
+        }
     }
 
     /// The shard for a key hash. Stable for the life of the process.
@@ -92,11 +160,17 @@ impl NotifyQueues {
 
     /// Queues an event without waiting; never blocks.
     pub fn enqueue(&self, notification: Notification) -> Result<(), EnqueueError> {
-        match self.shards[self.shard_of(notification.key_hash)].try_send(notification) {
-            Ok(()) => Ok(()),
+        let key_hash = notification.key_hash;
+        // Counted before it is visible to the delivery task, so `done` never passes `queued`.
+        self.turns.queued[Turns::slot(key_hash)].fetch_add(1, Ordering::AcqRel);
+        let result = match self.shards[self.shard_of(key_hash)].try_send(notification) {
+            Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(EnqueueError::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EnqueueError::Closed),
-        }
+        };
+        self.turns.finish(key_hash);
+        self.progress.notify_waiters();
+        result
     }
 
     /// Events waiting in all shards.
@@ -124,36 +198,51 @@ impl NotifyQueues {
     }
 }
 
-async fn deliver(
+/// One shard's delivery task.
+struct Delivery {
     provider: Weak<Provider>,
-    mut rx: mpsc::Receiver<Notification>,
     delivering: std::sync::Arc<AtomicUsize>,
     progress: std::sync::Arc<Notify>,
-) {
-    while let Some(n) = rx.recv().await {
-        delivering.fetch_add(1, Ordering::AcqRel);
-        // The provider owns the senders: once it is gone, so is this task.
-        let Some(p) = provider.upgrade() else { break };
-        let timeout = p.config().timeout;
-        let started = Instant::now();
-        let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, timeout, n.key_hash, Route::Queued).await;
-        drop(n.ticket);
-        match result {
-            Ok(_) => {
-                p.stats.notify_delivered.fetch_add(1, Ordering::Relaxed);
-                p.record_metric(n.hook, CallResult::Ok, Some(started.elapsed()));
-            }
-            Err(e) => {
-                tracing::debug!(provider = %p.name(), hook = %n.hook, error = %e, "notification not delivered");
-                p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
-                let elapsed =
-                    matches!(e, crate::CallError::Timeout(_) | crate::CallError::Status(_)).then(|| started.elapsed());
-                p.record_metric(n.hook, e.result(), elapsed);
-                p.record_drop(exhook_metrics::DropReason::DeliveryFailed);
+    turns: std::sync::Arc<Turns>,
+}
+
+impl Delivery {
+    async fn run(self, mut rx: mpsc::Receiver<Notification>) {
+        while let Some(n) = rx.recv().await {
+            let key_hash = n.key_hash;
+            self.delivering.fetch_add(1, Ordering::AcqRel);
+            let alive = deliver_one(&self.provider, n).await;
+            self.turns.finish(key_hash);
+            self.delivering.fetch_sub(1, Ordering::AcqRel);
+            self.progress.notify_waiters();
+            if !alive {
+                break;
             }
         }
-        drop(p);
-        delivering.fetch_sub(1, Ordering::AcqRel);
-        progress.notify_waiters();
     }
+}
+
+/// Delivers one event; false once the provider is gone (the task then ends: the provider
+/// owns the senders, so nothing more can arrive).
+async fn deliver_one(provider: &Weak<Provider>, n: Notification) -> bool {
+    let Some(p) = provider.upgrade() else { return false };
+    let timeout = p.config().timeout;
+    let started = Instant::now();
+    let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, timeout, n.key_hash, Route::Queued).await;
+    drop(n.ticket);
+    match result {
+        Ok(_) => {
+            p.stats.notify_delivered.fetch_add(1, Ordering::Relaxed);
+            p.record_metric(n.hook, CallResult::Ok, Some(started.elapsed()));
+        }
+        Err(e) => {
+            tracing::debug!(provider = %p.name(), hook = %n.hook, error = %e, "notification not delivered");
+            p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
+            let elapsed =
+                matches!(e, crate::CallError::Timeout(_) | crate::CallError::Status(_)).then(|| started.elapsed());
+            p.record_metric(n.hook, e.result(), elapsed);
+            p.record_drop(exhook_metrics::DropReason::DeliveryFailed);
+        }
+    }
+    true
 }
