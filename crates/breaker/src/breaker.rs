@@ -311,7 +311,7 @@ impl Shared {
 
 /// A circuit breaker for one upstream provider.
 ///
-/// Cloning is cheap and clones share the state, so one breaker can sit in a tower stack and
+/// Cloning is cheap and clones share the state, so one breaker can be shared by a provider and
 /// be observed by the status page; keep it across configuration reloads (with
 /// [`set_config`](Self::set_config)) so a reload does not forget a sick provider.
 ///

@@ -2,17 +2,16 @@
 //!
 //! EMQX denies logins while its exhook server fails, so a sick upstream provider must fail
 //! fast instead of making every call wait for its timeout. tower has no circuit breaker;
-//! this crate is a small one in the style of linkerd2-proxy's middlewares:
+//! this crate is a small one: the gateway's call path takes an explicit [`Permit`] per call
+//! (its phases are spelled out in `exhook_upstream::Provider::call`), so there is no tower
+//! middleware to maintain.
 //!
 //! * [`Breaker`] — the shared state machine (closed → open → half-open → closed), with a
 //!   rolling failure-rate window of constant size, a consecutive-failure trip, hot-reloadable
 //!   [`BreakerConfig`], [`snapshot`](Breaker::snapshot)s for status pages and a `watch`
 //!   channel of [`BreakerState`] transitions for metrics and logs;
 //! * [`Permit`] — one admitted call; resolved as success, failure or neutral (dropping it is
-//!   neutral, so a cancelled call never leaks a half-open probe slot);
-//! * [`BreakerLayer`] / [`BreakerService`] / [`ResponseFuture`] — the tower middleware; a
-//!   [`Classify`] implementation supplied by the gateway decides which results are upstream
-//!   faults ([`Outcome::Failure`]) and which are decisive answers ([`Outcome::Success`]).
+//!   neutral, so a cancelled call never leaks a half-open probe slot).
 //!
 //! Time is [`tokio::time::Instant`], so all timing is testable in paused time.
 //!
@@ -33,10 +32,8 @@
 
 mod breaker;
 mod config;
-mod layer;
 mod window;
 
 pub use breaker::{Breaker, BreakerOpen, BreakerSnapshot, BreakerState, Outcome, Permit};
 pub use config::BreakerConfig;
-pub use layer::{BreakerError, BreakerLayer, BreakerService, Classify, ErrorsAreFailures, ResponseFuture};
 pub use window::WINDOW_BUCKETS;

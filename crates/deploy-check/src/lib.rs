@@ -7,5 +7,38 @@
 //!   alerts fire as intended (`promtool test rules tests/alerts_test.yml`).
 //! * Every dashboard query parses (`promtool check rules` on a generated recording-rule file).
 //!
-//! `promtool` (Debian package `prometheus`) is required when `CI` is set; elsewhere the
-//! promtool checks are skipped with a notice when it is missing.
+//! It also owns [`require_tool`], the one rule for tests that drive an external tool
+//! (promtool, Chromium): a missing tool is a failure, unless the run names it in
+//! `EXHOOK_SKIP_TOOLS` — then the test says loudly that it skipped.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+/// The environment variable that lets a run skip tests needing named tools, e.g.
+/// `EXHOOK_SKIP_TOOLS=promtool,chromium`.
+pub const SKIP_TOOLS: &str = "EXHOOK_SKIP_TOOLS";
+
+/// The path of `name` on `PATH`. Missing: the calling test fails (`scripts/test.sh` installs
+/// Debian's `package`), unless [`SKIP_TOOLS`] lists `name`: then `None`, announced on stderr
+/// so the run says what it did not check.
+pub fn require_tool(test: &str, name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        .unwrap_or_default();
+    if found.is_some() {
+        return found;
+    }
+    let skipped = std::env::var(SKIP_TOOLS).is_ok_and(|v| v.split(',').any(|t| t.trim() == name));
+    assert!(
+        skipped,
+        "{test}: {name} is not on PATH. Install it (Debian: apt-get install -y {package}; scripts/test.sh does) \
+         or skip this check explicitly with {SKIP_TOOLS}={name}"
+    );
+    // Straight to stderr, not eprintln!: the test harness would capture (hide) that on success.
+    let bar = "!".repeat(80);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\n!!! {test}: SKIPPED the {name} checks ({SKIP_TOOLS} names {name}).\n{bar}\n"
+    );
+    None
+}

@@ -101,25 +101,9 @@ fn assert_exported(what: &str, used: &BTreeSet<String>) {
     );
 }
 
-/// `promtool`, if installed. Missing: a failure under CI (which installs it), a loud skip elsewhere.
+/// `promtool`: required (see `exhook_deploy_check::require_tool`).
 fn promtool(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("promtool")).find(|p| p.is_file()))
-        .unwrap_or_default();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: promtool is not on PATH and CI is set; install it (Debian: apt-get install -y prometheus)"
-        );
-        // Straight to stderr, not eprintln!: the test harness would capture (hide) that on success.
-        let bar = "!".repeat(80);
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n{bar}\n!!! {test}: SKIPPED the promtool checks: promtool is not on PATH.\n\
-             !!! Install it (Debian: apt-get install -y prometheus) to run them; CI fails without it.\n{bar}\n"
-        );
-    }
-    found
+    exhook_deploy_check::require_tool(test, "promtool", "prometheus")
 }
 
 fn run_promtool(promtool: &Path, args: &[&str], dir: &Path) {

@@ -164,19 +164,9 @@ async fn metrics_count_known_traffic_exactly() {
     promtool_check_metrics(&m);
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file())
-}
-
-/// In CI the tool must be there (scripts/test.sh installs it); elsewhere its absence is said
-/// loudly and the check is skipped.
+/// The tool, or a failure unless the run skips it explicitly (`EXHOOK_SKIP_TOOLS`).
 fn require(name: &str, package: &str) -> Option<PathBuf> {
-    let found = tool(name);
-    if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "{name} is required in CI (Debian package {package})");
-        eprintln!("NOTICE: {name} not installed (apt-get install {package}); check skipped");
-    }
-    found
+    exhook_deploy_check::require_tool("exhook-gateway admin tests", name, package)
 }
 
 fn promtool_check_metrics(text: &str) {
@@ -298,4 +288,42 @@ async fn status_page_renders_in_chromium() {
     let _ = stop_tx.send(());
     traffic.await.unwrap();
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_gateway_exports_every_family_from_the_first_scrape() {
+    // No EMQX call, no provider answer, no reload yet: every family the dashboard and the
+    // alert rules query (all of METRIC_NAMES, checked against deploy/ by exhook-deploy-check)
+    // is already there, at 0, with the label values the configuration makes known.
+    let toml = format!(
+        "{}{}[chains]\n\"client.authenticate\" = [\"auth\", \"audit\"]\n\"session.created\" = [\"audit\"]\n",
+        provider("auth", "http://127.0.0.1:1", "v3", "1s", "deny"),
+        provider("audit", "http://127.0.0.1:2", "v1", "1s", "ignore"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    let admin = start_admin(&gw, None).await;
+    let (code, m) = get(admin.addr, "/metrics", None).await;
+    assert_eq!(code, 200);
+    let families: std::collections::BTreeSet<&str> =
+        m.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let missing: Vec<_> = exhook_metrics::METRIC_NAMES.iter().filter(|n| !families.contains(**n)).collect();
+    assert!(missing.is_empty(), "families missing from the first scrape: {missing:?}\n{m}");
+    for series in [
+        r#"exhook_gateway_config_reloads_total{result="failure"} 0"#,
+        r#"exhook_gateway_notifications_dropped_total{provider="audit",reason="queue_full"} 0"#,
+        r#"exhook_gateway_notifications_dropped_total{provider="auth",reason="queue_bytes"} 0"#,
+        r#"exhook_gateway_requests_total{hook="client.authenticate",outcome="denied_by_failure",tenant="default"} 0"#,
+        r#"exhook_gateway_requests_total{hook="session.created",outcome="ack",tenant="default"} 0"#,
+        r#"exhook_gateway_chain_decisions_total{decided_by="audit",hook="client.authenticate",tenant="default"} 0"#,
+        r#"exhook_gateway_provider_calls_total{hook="client.authenticate",provider="auth",result="timeout"} 0"#,
+        r#"exhook_gateway_provider_calls_total{hook="session.created",provider="audit",result="ok"} 0"#,
+        r#"exhook_gateway_provider_breaker_state{provider="auth"} 0"#,
+        r#"exhook_gateway_limit_exceeded_total{limit="request_bytes"} 0"#,
+    ] {
+        assert!(m.lines().any(|l| l == series), "missing {series}");
+    }
+    // Only what can happen: no "ok" result for a valued hook, no "continue" for a notification.
+    assert!(!m.contains(r#"hook="client.authenticate",provider="auth",result="ok""#));
+    assert!(!m.contains(r#"hook="session.created",provider="audit",result="continue""#));
+    promtool_check_metrics(&m);
 }

@@ -3,9 +3,12 @@
 //! [`Metrics`] owns the registry and the metric families for the life of the process;
 //! [`Handles`] are built per configuration (tenants and providers by index) and hand out
 //! pre-resolved children, so recording on the hot path is an index, an atomic load and an
-//! atomic add: no string formatting, no hashing, no allocation. A child is created the first
-//! time its label combination is used (so `/metrics` lists only series that happened) and
-//! kept in a `OnceLock` after that. Labels are bounded: tenant, hook, provider, and small
+//! atomic add: no string formatting, no hashing, no allocation. Every series whose labels
+//! are known from the configuration is created at 0 when the handles are built (per
+//! provider, per tenant and hook of an explicit chain, every reason and result enum), so a
+//! fresh gateway's first scrape already has every family and `increase(...)` sees the first
+//! event (Prometheus' own guidance); other combinations are created the first time they are
+//! used and kept in a `OnceLock` after that. Labels are bounded: tenant, hook, provider, and small
 //! enums; never clientid, username, topic or password.
 #![warn(missing_docs)]
 
@@ -69,8 +72,6 @@ label_enum!(
         Ignore => "ignore",
         /// Valued hook denied because a provider failed with `failed_action = deny`.
         DeniedByFailure => "denied_by_failure",
-        /// The gateway could not answer (decode error, internal error).
-        Error => "error",
         /// Notification acknowledged.
         Ack => "ack",
     }
@@ -289,15 +290,17 @@ impl Metrics {
             },
             registry: r,
         };
+        m.declare_reloads();
         let info = gauge(&m.registry, "exhook_gateway_build_info", "Build information; always 1.", &["version"]);
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Arc::new(m)
     }
 
-    /// Pre-resolved handles for a configuration's tenants and providers (by index).
+    /// Pre-resolved handles for a configuration's tenants and providers (by index), with
+    /// every per-provider series created at 0 (gauges, drops by reason).
     pub fn handles(self: &Arc<Self>, tenants: &[&str], providers: &[&str]) -> Handles {
         let hooks = Hook::ALL.len();
-        Handles {
+        let handles = Handles {
             metrics: Arc::clone(self),
             tenants: tenants.iter().map(|s| s.to_string()).collect(),
             providers: providers.iter().map(|s| s.to_string()).collect(),
@@ -307,7 +310,14 @@ impl Metrics {
             call_duration: slots::<_>(providers.len() * hooks),
             decisions: slots::<_>(tenants.len() * hooks * (providers.len() + 1)),
             dropped: slots::<_>(providers.len() * DropReason::ALL.len()),
+        };
+        for p in 0..providers.len() {
+            handles.set_gauges(p, ProviderGauges::default());
+            for &reason in DropReason::ALL {
+                handles.dropped_slot(p, reason);
+            }
         }
+        handles
     }
 
     /// Counts a caller identity event.
@@ -330,6 +340,13 @@ impl Metrics {
     /// Counts an EMQX-facing connection closed.
     pub fn connection_closed(&self) {
         self.connections.dec();
+    }
+
+    /// Creates the reload series at 0 (both results), so a first failure is an increase.
+    fn declare_reloads(&self) {
+        for result in ["success", "failure"] {
+            self.reloads.with_label_values(&[result]);
+        }
     }
 
     /// Counts a configuration reload.
@@ -403,60 +420,119 @@ pub struct Handles {
 const HOOKS: usize = Hook::ALL.len();
 
 impl Handles {
+    fn request_slot(&self, tenant: usize, hook: Hook, outcome: Outcome) -> Option<&IntCounter> {
+        let i = (tenant * HOOKS + hook.index()) * Outcome::ALL.len() + outcome as usize;
+        Some(self.requests.get(i)?.get_or_init(|| {
+            self.metrics.requests.with_label_values(&[&self.tenants[tenant], hook.name(), outcome.as_str()])
+        }))
+    }
+
+    fn request_duration_slot(&self, tenant: usize, hook: Hook) -> Option<&Histogram> {
+        Some(
+            self.request_duration
+                .get(tenant * HOOKS + hook.index())?
+                .get_or_init(|| self.metrics.request_duration.with_label_values(&[&self.tenants[tenant], hook.name()])),
+        )
+    }
+
+    fn call_slot(&self, provider: usize, hook: Hook, result: CallResult) -> Option<&IntCounter> {
+        let i = (provider * HOOKS + hook.index()) * CallResult::ALL.len() + result as usize;
+        Some(self.calls.get(i)?.get_or_init(|| {
+            self.metrics.provider_calls.with_label_values(&[&self.providers[provider], hook.name(), result.as_str()])
+        }))
+    }
+
+    fn call_duration_slot(&self, provider: usize, hook: Hook) -> Option<&Histogram> {
+        Some(self.call_duration.get(provider * HOOKS + hook.index())?.get_or_init(|| {
+            self.metrics.provider_call_duration.with_label_values(&[&self.providers[provider], hook.name()])
+        }))
+    }
+
+    fn decision_slot(&self, tenant: usize, hook: Hook, decided_by: Option<usize>) -> Option<&IntCounter> {
+        let column = decided_by.map_or(0, |p| p + 1);
+        if column > self.providers.len() {
+            return None;
+        }
+        let i = (tenant * HOOKS + hook.index()) * (self.providers.len() + 1) + column;
+        Some(self.decisions.get(i)?.get_or_init(|| {
+            let by = decided_by.map_or("none", |p| self.providers[p].as_str());
+            self.metrics.decisions.with_label_values(&[&self.tenants[tenant], hook.name(), by])
+        }))
+    }
+
+    fn dropped_slot(&self, provider: usize, reason: DropReason) -> Option<&IntCounter> {
+        Some(
+            self.dropped
+                .get(provider * DropReason::ALL.len() + reason as usize)?
+                .get_or_init(|| self.metrics.dropped.with_label_values(&[&self.providers[provider], reason.as_str()])),
+        )
+    }
+
+    /// Creates at 0 the series of one tenant's explicit chain for `hook`: the tenant's
+    /// requests by every outcome the hook can have, its latency, the decisions (valued hooks:
+    /// "none" and each member), and each member's calls by every result and latency.
+    pub fn declare_chain(&self, tenant: usize, hook: Hook, chain: &[usize], valued: bool) {
+        let outcomes: &[Outcome] = if valued {
+            &[Outcome::Continue, Outcome::Stop, Outcome::Ignore, Outcome::DeniedByFailure]
+        } else {
+            &[Outcome::Ack]
+        };
+        for &o in outcomes {
+            self.request_slot(tenant, hook, o);
+        }
+        self.request_duration_slot(tenant, hook);
+        if valued {
+            self.decision_slot(tenant, hook, None);
+        }
+        for &p in chain {
+            if valued {
+                self.decision_slot(tenant, hook, Some(p));
+            }
+            for &r in CallResult::ALL {
+                let fits = match r {
+                    CallResult::Continue | CallResult::Stop | CallResult::Ignore => valued,
+                    CallResult::Ok => !valued,
+                    _ => true,
+                };
+                if fits {
+                    self.call_slot(p, hook, r);
+                }
+            }
+            self.call_duration_slot(p, hook);
+        }
+    }
+
     /// Records an EMQX call answered.
     pub fn request(&self, tenant: usize, hook: Hook, outcome: Outcome, elapsed: Duration) {
-        let i = (tenant * HOOKS + hook.index()) * Outcome::ALL.len() + outcome as usize;
-        if let Some(slot) = self.requests.get(i) {
-            slot.get_or_init(|| {
-                self.metrics.requests.with_label_values(&[&self.tenants[tenant], hook.name(), outcome.as_str()])
-            })
-            .inc();
+        if let Some(c) = self.request_slot(tenant, hook, outcome) {
+            c.inc();
         }
-        if let Some(slot) = self.request_duration.get(tenant * HOOKS + hook.index()) {
-            slot.get_or_init(|| self.metrics.request_duration.with_label_values(&[&self.tenants[tenant], hook.name()]))
-                .observe(elapsed.as_secs_f64());
+        if let Some(h) = self.request_duration_slot(tenant, hook) {
+            h.observe(elapsed.as_secs_f64());
         }
     }
 
     /// Records one provider call (or skip); `elapsed` only for calls that were made.
     pub fn provider_call(&self, provider: usize, hook: Hook, result: CallResult, elapsed: Option<Duration>) {
-        let i = (provider * HOOKS + hook.index()) * CallResult::ALL.len() + result as usize;
-        if let Some(slot) = self.calls.get(i) {
-            slot.get_or_init(|| {
-                self.metrics.provider_calls.with_label_values(&[
-                    &self.providers[provider],
-                    hook.name(),
-                    result.as_str(),
-                ])
-            })
-            .inc();
+        if let Some(c) = self.call_slot(provider, hook, result) {
+            c.inc();
         }
-        if let (Some(elapsed), Some(slot)) = (elapsed, self.call_duration.get(provider * HOOKS + hook.index())) {
-            slot.get_or_init(|| {
-                self.metrics.provider_call_duration.with_label_values(&[&self.providers[provider], hook.name()])
-            })
-            .observe(elapsed.as_secs_f64());
+        if let (Some(elapsed), Some(h)) = (elapsed, self.call_duration_slot(provider, hook)) {
+            h.observe(elapsed.as_secs_f64());
         }
     }
 
     /// Records which provider ended a valued chain (`None`: it ran to the end).
     pub fn decision(&self, tenant: usize, hook: Hook, decided_by: Option<usize>) {
-        let column = decided_by.map_or(0, |p| p + 1);
-        let i = (tenant * HOOKS + hook.index()) * (self.providers.len() + 1) + column;
-        if let Some(slot) = self.decisions.get(i) {
-            slot.get_or_init(|| {
-                let by = decided_by.map_or("none", |p| self.providers[p].as_str());
-                self.metrics.decisions.with_label_values(&[&self.tenants[tenant], hook.name(), by])
-            })
-            .inc();
+        if let Some(c) = self.decision_slot(tenant, hook, decided_by) {
+            c.inc();
         }
     }
 
     /// Records a dropped notification.
     pub fn dropped(&self, provider: usize, reason: DropReason) {
-        if let Some(slot) = self.dropped.get(provider * DropReason::ALL.len() + reason as usize) {
-            slot.get_or_init(|| self.metrics.dropped.with_label_values(&[&self.providers[provider], reason.as_str()]))
-                .inc_by(1);
+        if let Some(c) = self.dropped_slot(provider, reason) {
+            c.inc();
         }
     }
 

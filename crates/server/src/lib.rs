@@ -100,6 +100,12 @@ fn build_runtime(
     let tenants: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
     let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
     let handles = Arc::new(metrics.handles(&tenants, &names));
+    // Every explicit chain's series exist from the first scrape.
+    for (t, tenant) in config.tenants.iter().enumerate() {
+        for hook in tenant.explicit.iter() {
+            handles.declare_chain(t, hook, tenant.chain(hook), hook.kind() == exhook_hooks::HookKind::Valued);
+        }
+    }
     for (index, p) in providers.iter().enumerate() {
         p.set_metrics(MetricsSlot { handles: Arc::clone(&handles), index });
     }
