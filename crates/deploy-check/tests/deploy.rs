@@ -2,7 +2,6 @@
 //! gateway really exports (`exhook_metrics::METRIC_NAMES`), and their PromQL with `promtool`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
