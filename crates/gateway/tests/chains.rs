@@ -342,11 +342,16 @@ async fn unregistered_providers_are_skipped_unloaded_deny_providers_deny() {
     let gw = TestGateway::start(&toml).await;
     let (emqx, loaded) = gw.loaded_emqx(Version::V3).await;
     assert!(loaded.hooks.iter().any(|h| h.name == "client.authenticate"));
-    assert_eq!(emqx.valued(&authn("c", true, Version::V3)).await.unwrap(), bool_answer(ResponsedType::StopAndReturn, false));
+    assert_eq!(
+        emqx.valued(&authn("c", true, Version::V3)).await.unwrap(),
+        bool_answer(ResponsedType::StopAndReturn, false)
+    );
     assert!(ok.calls_of(Hook::ClientAuthenticate).is_empty(), "the chain stopped at the unloaded deny provider");
     let text = gw.gateway.metrics().encode();
     assert!(
-        text.contains(r#"exhook_gateway_chain_decisions_total{decided_by="down",hook="client.authenticate",tenant="default"} 1"#),
+        text.contains(
+            r#"exhook_gateway_chain_decisions_total{decided_by="down",hook="client.authenticate",tenant="default"} 1"#
+        ),
         "{text}"
     );
     let toml = format!(
@@ -460,4 +465,49 @@ async fn package_differences_are_converted() {
     let r: exhook_proto::v3::ClientSubscribeRequest = sub_new[0].request();
     assert_eq!(r.user_props.len(), 1);
     assert_eq!(r.topic_filters[0].subopts.as_ref().unwrap().qos, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_properties_are_converted_and_unparseable_ones_counted() {
+    // A 5.8 (v2) caller's User-Property string reaches a 5.10 (v3) provider as user_props; a
+    // string EMQX would never print passes unchanged, counted; a v1 uptime that is not 4.x's
+    // text is counted too.
+    let p3 = SimProvider::builder(Version::V3).hook("client.connect").start().await.unwrap();
+    let gw = TestGateway::start(&provider("p3", &p3.url(), "v3", "1s", "ignore")).await;
+    let (emqx, _) = gw.loaded_emqx(Version::V2).await;
+    let connect = |value: &str| model::ClientConnectRequest {
+        conninfo: Some(model::ConnInfo { clientid: "c".into(), ..Default::default() }),
+        props: vec![model::Property { name: "User-Property".into(), value: value.into() }],
+        meta: meta(Version::V2, "emqxcl"),
+        ..Default::default()
+    };
+    emqx.notify(&connect(r#"[{<<"app">>,<<"a, \"b\"">>},{<<"k">>,<<"v">>}]"#)).await.unwrap();
+    emqx.notify(&connect("not an erlang term")).await.unwrap();
+    let calls = p3.wait_for(Hook::ClientConnect, 2, Duration::from_secs(5)).await;
+    let first: model::ClientConnectRequest = calls[0].request();
+    let pairs: Vec<(String, String)> = first.user_props.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
+    assert_eq!(pairs, [("app".to_owned(), "a, \"b\"".to_owned()), ("k".to_owned(), "v".to_owned())]);
+    assert!(first.props.iter().all(|p| p.name != "User-Property"), "moved out of props");
+    let second: model::ClientConnectRequest = calls[1].request();
+    assert!(second.user_props.is_empty());
+    assert_eq!(second.props[0].value, "not an erlang term", "passed on unchanged");
+    let v1 = gw.emqx(Version::V1).await;
+    let loaded = exhook_proto::v1::ProviderLoadedRequest {
+        broker: Some(exhook_proto::v1::BrokerInfo { uptime: "a while".into(), ..Default::default() }),
+        meta: Some(exhook_proto::v1::RequestMeta { cluster_name: "emqxcl".into(), ..Default::default() }),
+    };
+    v1.call_raw::<exhook_proto::v1::LoadedResponse>(
+        Hook::ProviderLoaded,
+        prost::Message::encode_to_vec(&loaded).into(),
+    )
+    .await
+    .unwrap();
+    let text = gw.gateway.metrics().encode();
+    for series in [
+        r#"exhook_gateway_conversion_issues_total{issue="user_property",package="v2"} 1"#,
+        r#"exhook_gateway_conversion_issues_total{issue="uptime",package="v1"} 1"#,
+        r#"exhook_gateway_conversion_issues_total{issue="uptime",package="v3"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == series), "missing {series}:\n{text}");
+    }
 }

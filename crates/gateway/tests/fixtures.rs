@@ -411,9 +411,25 @@ fn translate(from: Version, to: Version, hook: Hook, request: &Json) -> Json {
         }
     }
     if to != Version::V3 {
-        obj.remove("user_props");
+        // 5.0–5.8 (and 4.3) carry User-Property as ONE props entry, the pairs printed by
+        // Erlang's ~0p (`[{<<"k">>,<<"v">>}]`), in EMQX's props order (descending by name).
+        let pairs = obj.remove("user_props").and_then(|v| v.as_array().cloned()).unwrap_or_default();
         if hook == Hook::MessagePublish {
             obj.remove("props");
+        } else if !pairs.is_empty() {
+            let quoted =
+                |v: &Json| v.as_str().expect("ascii in the samples").replace('\\', "\\\\").replace('"', "\\\"");
+            let terms: Vec<String> = pairs
+                .iter()
+                .map(|p| format!("{{<<\"{}\">>,<<\"{}\">>}}", quoted(&p["name"]), quoted(&p["value"])))
+                .collect();
+            let entry = json!({ "name": "User-Property", "value": format!("[{}]", terms.join(",")) });
+            let props = obj.entry("props").or_insert_with(|| json!([])).as_array_mut().expect("props list");
+            let at = props
+                .iter()
+                .position(|p| p["name"].as_str().is_some_and(|n| n < "User-Property"))
+                .unwrap_or(props.len());
+            props.insert(at, entry);
         }
     }
     if matches!(hook, Hook::ClientSubscribe | Hook::ClientUnsubscribe)

@@ -2,20 +2,55 @@
 //!
 //! | difference | v1 (4.x) | v2 (5.0–5.8) | v3 (5.9+) | gateway |
 //! |---|---|---|---|---|
-//! | `BrokerInfo.uptime` | text ("1 hours, 2 minutes, 3 seconds") | ms (int64) | ms | parsed / formatted |
+//! | `BrokerInfo.uptime` | text ("1 hours, 2 minutes, 3 seconds") | ms (int64) | ms | parsed / formatted; unreadable text → 0, reported ([`ConversionIssue::Uptime`]) |
 //! | `BrokerInfo.datetime` | local `YYYY-MM-DD HH:MM:SS` | RFC 3339 | RFC 3339 | passed as text unchanged |
 //! | `ConnInfo.peerport`, `ClientInfo.peerport` | absent | 5.4+ | yes | dropped for v1 |
 //! | `TopicFilter` | `qos=2` | `subopts=3` (5.0–5.3: `qos=2`) | `subopts=3` | `qos` ⇄ `subopts.qos` |
 //! | shared subscription in `session.subscribed` | `topic` + `SubOpts.share` | `$share/g/t` (5.0–5.3: `share`) | `$share/g/t` | joined / split |
-//! | `user_props` (connect, connack, subscribe, unsubscribe, publish), publish `props` | absent | absent | yes | dropped for v1/v2 |
+//! | MQTT User-Property (connect, connack, subscribe, unsubscribe) | one `props` entry `User-Property`, an Erlang term | same as v1 | `user_props` pairs | parsed ⇄ formatted ([`user_property`]); unparseable → left in `props`, reported ([`ConversionIssue::UserProperty`]) |
+//! | publish `props`, `user_props` | absent | absent | yes | dropped for v1/v2 |
 //!
 //! The canonical (internal) shape is v3's. Conversions are pure and allocation-free unless a
-//! field really changes.
+//! field really changes. What a caller sent that cannot be converted is passed on as received
+//! (or as a neutral value) and reported as a [`ConversionIssue`], never an error: EMQX's call
+//! is still served.
 
-use exhook_proto::model::{self, ClientInfo, ConnInfo, SubOpts, TopicFilter};
+use exhook_proto::model::{self, ClientInfo, ConnInfo, Property, SubOpts, TopicFilter};
 use exhook_proto::v1;
 
 use crate::{Hook, Version};
+
+pub mod user_property;
+
+pub use user_property::{ParseUserPropertyError, USER_PROPERTY, format_user_property, parse_user_property};
+
+/// Something in a caller's request that could not be converted to the canonical (v3) shape.
+/// The call is still served: the part is passed on as received, or as a neutral value. The
+/// server counts it (label [`ConversionIssue::as_str`]) and logs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ConversionIssue {
+    /// A v1/v2 caller's `props` entry `User-Property` is not the Erlang term EMQX prints (see
+    /// [`parse_user_property`]): it stays in `props` unchanged, and v3 providers get no
+    /// `user_props` from it.
+    #[error("a User-Property entry in props is not the Erlang term EMQX prints; passed on unchanged in props")]
+    UserProperty,
+    /// A v1 caller's `BrokerInfo.uptime` is not EMQX 4.x's uptime text: passed on as 0 ms.
+    #[error("BrokerInfo.uptime is not EMQX 4.x's uptime text; passed on as 0 ms")]
+    Uptime,
+}
+
+impl ConversionIssue {
+    /// Every issue, for pre-registering metric series.
+    pub const ALL: [ConversionIssue; 2] = [ConversionIssue::UserProperty, ConversionIssue::Uptime];
+
+    /// A short stable name, for a metric label: `user_property`, `uptime`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConversionIssue::UserProperty => "user_property",
+            ConversionIssue::Uptime => "uptime",
+        }
+    }
+}
 
 pub(crate) fn clientinfo_differs(c: Option<&ClientInfo>, to: Version) -> bool {
     to == Version::V1 && c.is_some_and(|c| c.peerport != 0)
@@ -59,6 +94,68 @@ pub(crate) fn reshape_topic_filters(filters: &mut [TopicFilter], to: Version) {
                 f.qos = s.qos;
             }
         }
+    }
+}
+
+/// v1/v2 callers put User-Property in `props` as one Erlang-term string; the canonical shape
+/// (v3, e5.9's `format_props/1`) has the pairs in `user_props`, in order, after any already
+/// there, and no such entry in `props`. Every `User-Property` entry is read (EMQX sends at most
+/// one); one that does not parse stays in `props` and is reported.
+pub(crate) fn normalize_user_props(
+    props: &mut Vec<Property>,
+    user_props: &mut Vec<Property>,
+    from: Version,
+) -> Option<ConversionIssue> {
+    if from == Version::V3 || !props.iter().any(|p| p.name == USER_PROPERTY) {
+        return None;
+    }
+    let mut issue = None;
+    props.retain(|p| {
+        if p.name != USER_PROPERTY {
+            return true;
+        }
+        match parse_user_property(&p.value) {
+            Ok(pairs) => {
+                user_props.extend(pairs);
+                false
+            }
+            Err(_) => {
+                issue = Some(ConversionIssue::UserProperty);
+                true
+            }
+        }
+    });
+    issue
+}
+
+pub(crate) fn user_props_differ(user_props: &[Property], to: Version) -> bool {
+    to != Version::V3 && !user_props.is_empty()
+}
+
+/// For a v1/v2 provider, `user_props` become one `props` entry `User-Property`, printed as EMQX
+/// 4.3/5.0–5.8 print it ([`format_user_property`]). EMQX builds `props` with `maps:fold`,
+/// prepending, over a map whose atom keys (OTP ≤ 25) iterate in name order, so `props` come
+/// in descending name order; the entry goes where that order puts it (it carries no meaning).
+pub(crate) fn reshape_user_props(props: &mut Vec<Property>, user_props: &mut Vec<Property>, to: Version) {
+    if !user_props_differ(user_props, to) {
+        return;
+    }
+    let entry = Property { name: USER_PROPERTY.to_owned(), value: format_user_property(user_props) };
+    user_props.clear();
+    let at = props.iter().position(|p| p.name.as_str() < USER_PROPERTY).unwrap_or(props.len());
+    props.insert(at, entry);
+}
+
+/// MessagePublishRequest has no `props` or `user_props` before v3 (e5.9 added both): a v1/v2
+/// provider cannot be given them.
+pub(crate) fn publish_props_differ(props: &[Property], user_props: &[Property], to: Version) -> bool {
+    to != Version::V3 && !(props.is_empty() && user_props.is_empty())
+}
+
+pub(crate) fn reshape_publish_props(props: &mut Vec<Property>, user_props: &mut Vec<Property>, to: Version) {
+    if to != Version::V3 {
+        props.clear();
+        user_props.clear();
     }
 }
 
@@ -139,17 +236,28 @@ fn transcode<A: prost::Message, B: prost::Message + Default>(a: &A) -> B {
     B::decode(a.encode_to_vec().as_slice()).unwrap_or_default()
 }
 
-/// A 4.x `ProviderLoadedRequest` (string uptime) into the model.
+/// A 4.x `ProviderLoadedRequest` (string uptime) into the model; an uptime that is not 4.x's
+/// text becomes 0. [`loaded_request_from_v1_checked`] also says when that happened.
 pub fn loaded_request_from_v1(r: &v1::ProviderLoadedRequest) -> model::ProviderLoadedRequest {
-    model::ProviderLoadedRequest {
-        broker: r.broker.as_ref().map(|b| model::BrokerInfo {
-            version: b.version.clone(),
-            sysdescr: b.sysdescr.clone(),
-            uptime: parse_uptime_text(&b.uptime).unwrap_or(0),
-            datetime: b.datetime.clone(),
+    loaded_request_from_v1_checked(r).0
+}
+
+/// A 4.x `ProviderLoadedRequest` (string uptime) into the model, with
+/// [`ConversionIssue::Uptime`] when the uptime is not 4.x's text (it becomes 0).
+pub fn loaded_request_from_v1_checked(
+    r: &v1::ProviderLoadedRequest,
+) -> (model::ProviderLoadedRequest, Option<ConversionIssue>) {
+    let mut issue = None;
+    let broker = r.broker.as_ref().map(|b| model::BrokerInfo {
+        version: b.version.clone(),
+        sysdescr: b.sysdescr.clone(),
+        uptime: parse_uptime_text(&b.uptime).unwrap_or_else(|| {
+            issue = Some(ConversionIssue::Uptime);
+            0
         }),
-        meta: r.meta.as_ref().map(transcode),
-    }
+        datetime: b.datetime.clone(),
+    });
+    (model::ProviderLoadedRequest { broker, meta: r.meta.as_ref().map(transcode) }, issue)
 }
 
 /// The model's `ProviderLoadedRequest` for a 4.x provider (uptime as text).
@@ -196,10 +304,28 @@ mod tests {
             }),
             meta: Some(v1::RequestMeta { cluster_name: "c".into(), ..Default::default() }),
         };
-        let m = loaded_request_from_v1(&v1);
+        let (m, issue) = loaded_request_from_v1_checked(&v1);
+        assert_eq!(issue, None);
         assert_eq!(m.broker.as_ref().unwrap().uptime, 3_602_000);
         assert_eq!(m.meta.as_ref().unwrap().cluster_name, "c");
         assert_eq!(loaded_request_to_v1(&m), v1);
+        assert_eq!(loaded_request_from_v1(&v1), m);
+    }
+
+    #[test]
+    fn unreadable_uptime_is_reported() {
+        for text in ["", "soon", "1 hour and a bit", "-"] {
+            let v1 = v1::ProviderLoadedRequest {
+                broker: Some(v1::BrokerInfo { uptime: text.into(), ..Default::default() }),
+                meta: None,
+            };
+            let (m, issue) = loaded_request_from_v1_checked(&v1);
+            assert_eq!(issue, Some(ConversionIssue::Uptime), "{text:?}");
+            assert_eq!(m.broker.unwrap().uptime, 0);
+        }
+        // No BrokerInfo at all: nothing to read, nothing to report.
+        assert_eq!(loaded_request_from_v1_checked(&v1::ProviderLoadedRequest::default()).1, None);
+        assert_eq!(ConversionIssue::ALL.map(ConversionIssue::as_str), ["user_property", "uptime"]);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! * [`HookRequest`]: one trait over every request type of the internal model, so the server
 //!   and the chain executor have one generic path instead of 63 copies.
 //! * [`convert`]: the few real differences between packages (uptime text, topic filter
-//!   options, shared subscriptions, fields a package does not have).
+//!   options, shared subscriptions, User-Property as `props` text or `user_props` pairs,
+//!   fields a package does not have), and [`ConversionIssue`], what a caller sent that could
+//!   not be converted.
 #![warn(missing_docs)]
 
 mod hook;
@@ -15,6 +17,7 @@ mod version;
 
 pub mod convert;
 
+pub use convert::ConversionIssue;
 pub use hook::{Hook, HookKind, HookSet, UnknownHook};
 pub use request::{HookRequest, ValuedRequest};
 pub use version::{ParseVersionError, Version};

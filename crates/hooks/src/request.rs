@@ -1,6 +1,6 @@
 use exhook_proto::model::{self, RequestMeta, valued_response::Value};
 
-use crate::{Hook, Version, convert};
+use crate::{Hook, Version, convert, convert::ConversionIssue};
 
 /// Every request type of the internal model implements this, so one generic path serves all
 /// 21 RPCs of all three packages.
@@ -23,10 +23,18 @@ pub trait HookRequest: prost::Message + Default + Clone + Send + Sync + 'static 
     fn topic(&self) -> Option<&str>;
 
     /// Converts, in place, a request received in `from`'s package into the canonical shape.
-    fn normalize(&mut self, from: Version);
+    ///
+    /// Returns what could not be converted (the part is then kept as received), for the server
+    /// to count and log; the request is usable either way. Today only a v1/v2 `User-Property`
+    /// entry of `props` that does not parse ([`ConversionIssue::UserProperty`]), on
+    /// ClientConnect, ClientConnack, ClientSubscribe and ClientUnsubscribe. Idempotent: a
+    /// second call changes nothing (and reports the same issue again).
+    fn normalize(&mut self, from: Version) -> Option<ConversionIssue>;
 
     /// A copy shaped for a provider speaking `to`, or `None` when the canonical request is
-    /// already right for it (the common case: no allocation).
+    /// already right for it (the common case: no allocation). Cannot fail: everything the
+    /// canonical shape holds is either expressible in `to`'s package or has no place there
+    /// (and is dropped, see [`convert`]).
     fn for_version(&self, to: Version) -> Option<Self>;
 }
 
@@ -79,10 +87,10 @@ macro_rules! differs {
         convert::conninfo_differs($s.conninfo.as_ref(), $to)
     };
     (user_props, $s:ident, $to:ident) => {
-        $to != Version::V3 && !$s.user_props.is_empty()
+        convert::user_props_differ(&$s.user_props, $to)
     };
     (publish_props, $s:ident, $to:ident) => {
-        $to != Version::V3 && !$s.props.is_empty()
+        convert::publish_props_differ(&$s.props, &$s.user_props, $to)
     };
     (topic_filters, $s:ident, $to:ident) => {
         convert::topic_filters_differ(&$s.topic_filters, $to)
@@ -100,14 +108,10 @@ macro_rules! reshape {
         convert::reshape_conninfo($s.conninfo.as_mut(), $to)
     };
     (user_props, $s:ident, $to:ident) => {
-        if $to != Version::V3 {
-            $s.user_props.clear()
-        }
+        convert::reshape_user_props(&mut $s.props, &mut $s.user_props, $to)
     };
     (publish_props, $s:ident, $to:ident) => {
-        if $to != Version::V3 {
-            $s.props.clear()
-        }
+        convert::reshape_publish_props(&mut $s.props, &mut $s.user_props, $to)
     };
     (topic_filters, $s:ident, $to:ident) => {
         convert::reshape_topic_filters(&mut $s.topic_filters, $to)
@@ -117,15 +121,22 @@ macro_rules! reshape {
     };
 }
 
+// Each evaluates to the part's `Option<ConversionIssue>`.
 macro_rules! normalize {
-    (topic_filters, $s:ident, $from:ident) => {
-        convert::normalize_topic_filters(&mut $s.topic_filters, $from, Self::HOOK)
-    };
-    (shared_topic, $s:ident, $from:ident) => {
-        convert::normalize_shared_topic(&mut $s.topic, &mut $s.subopts, $from)
+    (topic_filters, $s:ident, $from:ident) => {{
+        convert::normalize_topic_filters(&mut $s.topic_filters, $from, Self::HOOK);
+        None
+    }};
+    (shared_topic, $s:ident, $from:ident) => {{
+        convert::normalize_shared_topic(&mut $s.topic, &mut $s.subopts, $from);
+        None
+    }};
+    (user_props, $s:ident, $from:ident) => {
+        convert::normalize_user_props(&mut $s.props, &mut $s.user_props, $from)
     };
     ($other:ident, $s:ident, $from:ident) => {{
         let _ = ($from, &$s);
+        None
     }};
 }
 
@@ -147,8 +158,10 @@ macro_rules! requests {
             }
 
             #[allow(unused_variables)]
-            fn normalize(&mut self, from: Version) {
-                $( normalize!($part, self, from); )*
+            fn normalize(&mut self, from: Version) -> Option<ConversionIssue> {
+                // Every part is converted, in order; the last issue found is reported.
+                let issues: &[Option<ConversionIssue>] = &[$( normalize!($part, self, from) ),*];
+                issues.iter().flatten().last().copied()
             }
 
             #[allow(unused_variables, unused_mut)]
@@ -183,7 +196,7 @@ requests! {
     SessionDiscardedRequest => SessionDiscarded, key: clientinfo, topic: none, parts: [clientinfo];
     SessionTakenoverRequest => SessionTakenover, key: clientinfo, topic: none, parts: [clientinfo];
     SessionTerminatedRequest => SessionTerminated, key: clientinfo, topic: none, parts: [clientinfo];
-    MessagePublishRequest => MessagePublish, key: message, topic: message, parts: [publish_props, user_props];
+    MessagePublishRequest => MessagePublish, key: message, topic: message, parts: [publish_props];
     MessageDeliveredRequest => MessageDelivered, key: clientinfo, topic: message, parts: [clientinfo];
     MessageDroppedRequest => MessageDropped, key: message, topic: message, parts: [];
     MessageAckedRequest => MessageAcked, key: clientinfo, topic: message, parts: [clientinfo];

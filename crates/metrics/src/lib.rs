@@ -15,7 +15,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use exhook_hooks::Hook;
+use exhook_hooks::{ConversionIssue, Hook, Version};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -37,6 +37,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "exhook_gateway_config_reloads_total",
     "exhook_gateway_build_info",
     "exhook_gateway_caller_identity_total",
+    "exhook_gateway_conversion_issues_total",
     "exhook_gateway_limit_exceeded_total",
     "exhook_gateway_connections",
 ];
@@ -166,6 +167,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     /// One child per [`IdentityEvent`], in `ALL` order (created at start: every event exists at 0).
     identity: Vec<IntCounter>,
+    /// One child per (caller package, [`ConversionIssue`]), created at start.
+    conversions: Vec<IntCounter>,
     /// One child per [`Limit`], in `ALL` order (created at start: every limit exists at 0).
     limits: Vec<IntCounter>,
     /// Open EMQX-facing connections.
@@ -273,6 +276,20 @@ impl Metrics {
                 // Known from the start: every event exists at 0, so increase() sees the first one.
                 IdentityEvent::ALL.iter().map(|e| family.with_label_values(&[e.as_str()])).collect()
             },
+            conversions: {
+                let family = counter(
+                    &r,
+                    "exhook_gateway_conversion_issues_total",
+                    "Caller requests with a part that could not be converted between packages (passed on unchanged).",
+                    &["package", "issue"],
+                );
+                // Indexed by caller package (`Version::index`), then issue.
+                (0..Version::NEWEST_FIRST.len())
+                    .filter_map(Version::from_index)
+                    .flat_map(|v| ConversionIssue::ALL.iter().map(move |i| (v, i)))
+                    .map(|(v, i)| family.with_label_values(&[v.as_str(), i.as_str()]))
+                    .collect()
+            },
             limits: {
                 let family = counter(
                     &r,
@@ -324,6 +341,17 @@ impl Metrics {
     pub fn identity(&self, event: IdentityEvent) {
         // `ALL` lists every variant in declaration order, so the index is the discriminant.
         self.identity[event as usize].inc();
+    }
+
+    /// Counts a caller request with a part that could not be converted; returns how many
+    /// there were before (0: the first, worth a log line).
+    pub fn conversion_issue(&self, caller: Version, issue: ConversionIssue) -> u64 {
+        let i = caller.index() * ConversionIssue::ALL.len() + issue as usize;
+        self.conversions.get(i).map_or(0, |c| {
+            let before = c.get();
+            c.inc();
+            before
+        })
     }
 
     /// Counts a bound reached.

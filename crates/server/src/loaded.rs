@@ -164,10 +164,9 @@ mod tests {
         );
         // With tenants the default tenant owns nothing it does not name.
         assert!(loaded_response(&c.tenants[0], &regs, Version::V3).hooks.is_empty());
-        let c = config("[default_tenant]\nproviders = [\"a\"]\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\nproviders = [\"b\"]\n");
-        assert_eq!(
-            names(&loaded_response(&c.tenants[0], &regs, Version::V3)),
-            vec![("client.connect".into(), vec![])]
+        let c = config(
+            "[default_tenant]\nproviders = [\"a\"]\n[[tenants]]\nname = \"t\"\ncluster_names = [\"c\"]\nproviders = [\"b\"]\n",
         );
+        assert_eq!(names(&loaded_response(&c.tenants[0], &regs, Version::V3)), vec![("client.connect".into(), vec![])]);
     }
 }

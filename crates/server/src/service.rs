@@ -341,7 +341,9 @@ impl<R: HookRequest, H: Handler<R>> UnaryService<R> for HookSvc<R, H> {
             Err(status) => return Box::pin(async move { Err(status) }),
         };
         let mut request = request.into_inner();
-        request.normalize(self.version);
+        if let Some(issue) = request.normalize(self.version) {
+            self.runtime.conversion_issue(self.version, issue);
+        }
         // One allocation per call: this box (tonic's UnaryService needs a nameable future).
         let run = H::run(Arc::clone(&self.runtime), tenant, request, deadline, self.received);
         Box::pin(async move { Ok(Response::new(run.await)) })
@@ -357,18 +359,18 @@ fn tenant_of<T>(runtime: &Runtime, request: &Request<T>, meta: Option<&model::Re
 
 /// A `ProviderLoadedRequest` of any package: v1's (text uptime) or the model's.
 trait IntoLoadedRequest: prost::Message + Default + Send + 'static {
-    fn into_model(self) -> model::ProviderLoadedRequest;
+    fn into_model(self) -> (model::ProviderLoadedRequest, Option<convert::ConversionIssue>);
 }
 
 impl IntoLoadedRequest for v1::ProviderLoadedRequest {
-    fn into_model(self) -> model::ProviderLoadedRequest {
-        convert::loaded_request_from_v1(&self)
+    fn into_model(self) -> (model::ProviderLoadedRequest, Option<convert::ConversionIssue>) {
+        convert::loaded_request_from_v1_checked(&self)
     }
 }
 
 impl IntoLoadedRequest for model::ProviderLoadedRequest {
-    fn into_model(self) -> model::ProviderLoadedRequest {
-        self
+    fn into_model(self) -> (model::ProviderLoadedRequest, Option<convert::ConversionIssue>) {
+        (self, None)
     }
 }
 
@@ -385,7 +387,10 @@ impl<Q: IntoLoadedRequest> UnaryService<Q> for LoadedSvc {
     fn call(&mut self, request: Request<Q>) -> Self::Future {
         let deadline = deadline_for(request.metadata(), self.runtime.config.server.default_deadline, self.received);
         let caller = request.extensions().get::<Caller>().cloned();
-        let request = request.into_inner().into_model();
+        let (request, issue) = request.into_inner().into_model();
+        if let Some(issue) = issue {
+            self.runtime.conversion_issue(self.version, issue);
+        }
         let tenant = match self.runtime.tenant_of(caller.as_ref().map(|c| &*c.0), request.meta.as_ref()) {
             Ok(t) => t,
             Err(status) => return Box::pin(async move { Err(status) }),

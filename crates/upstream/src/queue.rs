@@ -71,6 +71,17 @@ pub enum EnqueueError {
     Closed,
 }
 
+/// What [`NotifyQueues::wait_turn`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Nothing of the client was pending: no wait (the usual case).
+    Free,
+    /// The client's earlier notifications were delivered while it waited.
+    Waited,
+    /// They were still pending at the deadline.
+    TimedOut,
+}
+
 /// Slots of the per-client order bookkeeping (see the module doc): 16 KiB per provider.
 const ORDER_SLOTS: usize = 1024;
 
@@ -131,24 +142,24 @@ impl NotifyQueues {
     }
 
     /// Waits until every notification of `key_hash`'s client queued so far has been
-    /// delivered (or failed), or until `until`; true if it got its turn. Free (two atomic
-    /// loads) when nothing of the client is pending.
-    pub async fn wait_turn(&self, key_hash: u64, until: Instant) -> bool {
+    /// delivered (or failed), or until `until`. Free (two atomic loads) when nothing of the
+    /// client is pending.
+    pub async fn wait_turn(&self, key_hash: u64, until: Instant) -> Turn {
         let slot = Turns::slot(key_hash);
         let target = self.turns.queued[slot].load(Ordering::Acquire);
         let caught_up = || self.turns.done[slot].load(Ordering::Acquire) >= target;
         if caught_up() {
-            return true;
+            return Turn::Free;
         }
         loop {
             let progressed = self.progress.notified();
             tokio::pin!(progressed);
             progressed.as_mut().enable();
             if caught_up() {
-                return true;
+                return Turn::Waited;
             }
             if tokio::time::timeout_at(until, progressed).await.is_err() {
-                return caught_up();
+                return if caught_up() { Turn::Waited } else { Turn::TimedOut };
             }
         }
     }

@@ -1,0 +1,217 @@
+//! The chain executor: one EMQX call in, provider calls out, one answer back.
+//!
+//! [`Runtime`] is one configuration's snapshot (routing, providers, tenants' shares, metric
+//! handles); its work is split by phase:
+//! * `tenant` — who is calling: identity (listener, certificate, `cluster_name`) → tenant;
+//! * `valued` — a valued hook: the fold over the tenant's chain, inside EMQX's deadline;
+//! * `notify` — a notification: queued (or awaited) delivery to each subscribed provider;
+//! * `lifecycle` — OnProviderLoaded / OnProviderUnloaded fan-out to the tenant's providers;
+//! * here — admission (tenant limit), routing (which package, or why a provider is skipped)
+//!   and per-step recording, shared by all of them.
+
+mod lifecycle;
+mod notify;
+mod tenant;
+mod valued;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use exhook_chain::StepOutcome;
+use exhook_config::Config;
+use exhook_hooks::{Hook, Version};
+use exhook_metrics::{CallResult, Handles};
+use exhook_proto::model::{ProviderLoadedRequest, RequestMeta};
+use exhook_upstream::share::TenantShare;
+use exhook_upstream::{CallError, Provider};
+
+use crate::observe::{Observer, StepEvent, StepResult};
+
+/// Upper bound of the background loader's retry backoff.
+pub(crate) const MAX_LOAD_BACKOFF: Duration = Duration::from_secs(30);
+
+/// One configuration's routing, providers and metric handles: the snapshot every EMQX call
+/// reads (swapped atomically on reload).
+pub(crate) struct Runtime {
+    pub(crate) config: Config,
+    pub(crate) providers: Vec<Arc<Provider>>,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) metrics: Arc<Handles>,
+    tenant_by_cluster: HashMap<String, usize>,
+    tenant_by_cert_name: HashMap<String, usize>,
+    tenant_by_name: HashMap<String, usize>,
+    tenant_inflight: Vec<AtomicUsize>,
+    /// Each tenant's share of each provider it reaches (`[tenant][provider]`).
+    shares: Vec<Vec<Option<Arc<TenantShare>>>>,
+    /// Cluster names already logged as unknown (bounded: a caller inventing names is logged
+    /// for the first [`MAX_LOGGED_CLUSTERS`] only; the metric counts them all).
+    unknown_clusters: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The broker info providers are loaded with before any EMQX called OnProviderLoaded.
+    pub(crate) own_broker: ProviderLoadedRequest,
+}
+
+/// How many distinct unknown cluster names are logged (each once).
+const MAX_LOGGED_CLUSTERS: usize = 256;
+
+/// Every tenant's share of every provider it reaches: the provider's limits divided by the
+/// number of tenants that reach it (see [`exhook_upstream::share`]).
+fn share_table(config: &Config) -> Vec<Vec<Option<Arc<TenantShare>>>> {
+    let users: Vec<usize> = (0..config.providers.len())
+        .map(|i| config.tenants.iter().filter(|t| t.reachable.contains(&i)).count())
+        .collect();
+    config
+        .tenants
+        .iter()
+        .map(|t| {
+            config
+                .providers
+                .iter()
+                .enumerate()
+                .map(|(i, pc)| {
+                    t.reachable.contains(&i).then(|| {
+                        TenantShare::new(pc.max_inflight, pc.queue_shards, pc.queue_size, pc.queue_bytes, users[i])
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Frees a tenant's in-flight slot.
+struct TenantSlot<'a>(&'a AtomicUsize);
+
+impl Drop for TenantSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn own_broker() -> ProviderLoadedRequest {
+    ProviderLoadedRequest {
+        broker: Some(exhook_proto::model::BrokerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            sysdescr: "exhook-gateway".to_owned(),
+            uptime: 0,
+            datetime: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        }),
+        meta: Some(RequestMeta {
+            node: "exhook-gateway".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            sysdescr: "exhook-gateway".to_owned(),
+            cluster_name: String::new(),
+        }),
+    }
+}
+
+impl Runtime {
+    pub(crate) fn new(
+        config: Config,
+        providers: Vec<Arc<Provider>>,
+        observer: Arc<dyn Observer>,
+        metrics: Arc<Handles>,
+    ) -> Runtime {
+        let mut tenant_by_cluster = HashMap::new();
+        let mut tenant_by_cert_name = HashMap::new();
+        let mut tenant_by_name = HashMap::new();
+        for (i, t) in config.tenants.iter().enumerate() {
+            for c in &t.cluster_names {
+                tenant_by_cluster.insert(c.clone(), i);
+            }
+            for n in &t.client_cert_names {
+                tenant_by_cert_name.insert(n.clone(), i);
+            }
+            tenant_by_name.insert(t.name.clone(), i);
+        }
+        let tenant_inflight = config.tenants.iter().map(|_| AtomicUsize::new(0)).collect();
+        let shares = share_table(&config);
+        Runtime {
+            config,
+            providers,
+            observer,
+            metrics,
+            tenant_by_cluster,
+            tenant_by_cert_name,
+            tenant_by_name,
+            tenant_inflight,
+            shares,
+            unknown_clusters: Default::default(),
+            own_broker: own_broker(),
+        }
+    }
+
+    /// Takes one of the tenant's in-flight slots, or `None` if its `max_inflight` is reached.
+    fn admit(&self, t: usize) -> Option<TenantSlot<'_>> {
+        let counter = &self.tenant_inflight[t];
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let slot = TenantSlot(counter);
+        match self.config.tenants[t].max_inflight {
+            Some(max) if n >= max => None,
+            _ => Some(slot),
+        }
+    }
+
+    /// A caller request with a part that could not be converted (served anyway, the part
+    /// passed on unchanged): counted, and logged the first time per package and issue.
+    pub(crate) fn conversion_issue(&self, caller: Version, issue: exhook_hooks::ConversionIssue) {
+        if self.metrics.metrics().conversion_issue(caller, issue) == 0 {
+            tracing::warn!(package = %caller, issue = issue.as_str(), "{issue} (counted in exhook_gateway_conversion_issues_total; logged once)");
+        }
+    }
+
+    fn provider_name(&self, i: usize) -> &str {
+        &self.config.providers[i].name
+    }
+
+    /// Records one provider's turn: metrics, then the observer.
+    fn step(&self, t: usize, hook: Hook, i: usize, result: StepResult<'_>, elapsed: Duration) {
+        let metric = match &result {
+            StepResult::SkippedNotLoaded => Some((CallResult::Unavailable, None)),
+            StepResult::SkippedNotRegistered | StepResult::Queued | StepResult::Dropped => None,
+            StepResult::SkippedFiltered => Some((CallResult::Filtered, None)),
+            StepResult::Answered(o, _) => {
+                let r = match o {
+                    StepOutcome::Continue => CallResult::Continue,
+                    StepOutcome::Stop => CallResult::Stop,
+                    _ => CallResult::Ignore,
+                };
+                Some((r, Some(elapsed)))
+            }
+            StepResult::Delivered => Some((CallResult::Ok, Some(elapsed))),
+            StepResult::Failed(e, _) => {
+                let called = matches!(e, CallError::Timeout(_) | CallError::Status(_));
+                Some((e.result(), called.then_some(elapsed)))
+            }
+        };
+        if let Some((r, el)) = metric {
+            self.metrics.provider_call(i, hook, r, el);
+        }
+        let tenant = &self.config.tenants[t].name;
+        self.observer.step(&StepEvent { tenant, hook, provider: self.provider_name(i), result, elapsed });
+    }
+
+    /// Whether provider `index` takes this call: the package it speaks, or why it is skipped
+    /// (never loaded, hook not registered, no topic filter matches). Reads the registration
+    /// without touching its reference count: this runs for every provider of every call.
+    fn route(&self, index: usize, hook: Hook, topic: Option<&str>) -> Result<Version, StepResult<'static>> {
+        self.providers[index]
+            .with_registration(|r| match (r.wants(hook, topic), r.hooks.contains(hook)) {
+                (true, _) => Ok(r.version),
+                (false, true) => Err(StepResult::SkippedFiltered),
+                (false, false) => Err(StepResult::SkippedNotRegistered),
+            })
+            .unwrap_or(Err(StepResult::SkippedNotLoaded))
+    }
+}
+
+/// A step outcome's short name, for logs and the demo.
+pub fn outcome_name(o: StepOutcome) -> &'static str {
+    match o {
+        StepOutcome::Continue => "continue",
+        StepOutcome::Ignore => "ignore",
+        StepOutcome::Stop => "stop",
+        StepOutcome::FailedIgnored => "failed (ignored)",
+        StepOutcome::FailedDenied => "failed (denied)",
+    }
+}
