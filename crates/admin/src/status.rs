@@ -1,7 +1,6 @@
 //! The status report and readiness: plain data computed from the gateway's snapshot.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use exhook_hooks::Hook;
 use exhook_server::Gateway;
@@ -100,13 +99,13 @@ pub struct ProviderStatus {
     pub hooks: Vec<String>,
     /// Topic filters per message hook (absent: all topics).
     pub topics: BTreeMap<String, Vec<String>>,
-    /// Calls answered.
+    /// Calls answered (`provider_calls_total` results continue, stop, ignore, ok).
     pub calls_ok: u64,
-    /// Calls failed (timeouts, errors, breaker open, shed).
+    /// Calls failed or refused (timeout, unavailable, error, breaker_open, shed).
     pub calls_failed: u64,
     /// Notifications waiting.
     pub queued: usize,
-    /// Notifications dropped (queue full, closed, shutdown).
+    /// Notifications dropped, every reason (`notifications_dropped_total`).
     pub dropped: u64,
     /// Call latency over all hooks: `[upper bound seconds, cumulative count]` (the last bound
     /// is `null` for +Inf).
@@ -179,7 +178,8 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                         .collect()
                 })
                 .unwrap_or_default();
-            let s = &p.stats;
+            // The same numbers /metrics exports (one owner: the metric families).
+            let summary = gateway.metrics().provider_summary(&pc.name);
             let snapshot = p.breaker().snapshot();
             ProviderStatus {
                 name: pc.name.clone(),
@@ -213,13 +213,10 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                 .to_owned(),
                 hooks,
                 topics,
-                calls_ok: s.calls_ok.load(Ordering::Relaxed),
-                calls_failed: s.calls_failed.load(Ordering::Relaxed),
+                calls_ok: summary.answered,
+                calls_failed: summary.failed,
                 queued: p.queues().len(),
-                dropped: s.notify_dropped_full.load(Ordering::Relaxed)
-                    + s.notify_dropped_bytes.load(Ordering::Relaxed)
-                    + s.notify_dropped_closed.load(Ordering::Relaxed)
-                    + s.notify_dropped_shutdown.load(Ordering::Relaxed),
+                dropped: summary.dropped,
                 latency_buckets: gateway
                     .metrics()
                     .provider_latency(&pc.name)

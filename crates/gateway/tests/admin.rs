@@ -223,7 +223,7 @@ async fn status_api_readiness_and_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_page_renders_in_chromium() {
+async fn timed_status_page_renders_in_chromium() {
     let Some(chromium) = require("chromium", "chromium") else { return };
     let (_auth, _publisher, audit, gw) = scenario().await;
     let admin = start_admin(&gw, None).await;

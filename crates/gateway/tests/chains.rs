@@ -211,8 +211,7 @@ async fn failed_action_ignore_skips_and_deny_stops() {
     // The deny-er recovers: the chain runs to the end.
     refusing.set_script(valued(|_| Reply::ignore()));
     assert_eq!(emqx.valued(&authn("c1", true, Version::V3)).await.unwrap(), bool_answer(ResponsedType::Continue, true));
-    let stats = &gw.gateway.provider("broken").unwrap().stats;
-    assert_eq!(stats.calls_failed.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(gw.gateway.metrics().provider_summary("broken").failed, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +235,7 @@ async fn provider_that_dies_after_loading_applies_failed_action() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chain_stays_inside_emqx_deadline() {
+async fn timed_chain_stays_inside_emqx_deadline() {
     // slow: answers CONTINUE false after 100 ms; slower: after 2 s. Provider timeouts are
     // generous (5 s); EMQX's request_timeout (grpc-timeout) of 200 ms must bound the chain.
     let slow = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
@@ -266,7 +265,7 @@ async fn chain_stays_inside_emqx_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_timeout_applies_failed_action() {
+async fn timed_provider_timeout_applies_failed_action() {
     let stuck = SimProvider::builder(Version::V1).hook("client.authenticate").start().await.unwrap();
     stuck.set_script(valued(|_| Reply::bool(ResponsedType::Continue, true).after(Duration::from_secs(3))));
     for (action, expected) in [("ignore", ignore()), ("deny", bool_answer(ResponsedType::StopAndReturn, false))] {

@@ -121,7 +121,7 @@ async fn timed_calls(emqx: &exhook_sim::EmqxClient, cluster: &str, n: usize) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_tenants_flood_neither_sheds_nor_slows_another_tenant() {
+async fn timed_one_tenants_flood_neither_sheds_nor_slows_another_tenant() {
     // The provider takes 50 ms per call (its latency, not the gateway's CPU, is what an
     // unshared tenant sees); max_inflight 8 gives each tenant 4.
     let p = SimProvider::builder(Version::V3)
@@ -194,7 +194,7 @@ fn delivered(cluster: &str, payload: usize) -> model::MessageDeliveredRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_1_mib_notifications_is_bounded_in_bytes_and_spares_other_tenants() {
+async fn timed_a_flood_of_1_mib_notifications_is_bounded_in_bytes_and_spares_other_tenants() {
     // A slow notification consumer (50 ms each) with room for 2 x 256 events but 8 MiB of them:
     // each tenant gets 4 MiB.
     let from_b = Arc::new(AtomicUsize::new(0));

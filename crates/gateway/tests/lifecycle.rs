@@ -163,13 +163,13 @@ async fn notifications_keep_each_clients_order() {
         let expected: Vec<usize> = (0..PER_CLIENT).map(|i| i * CLIENTS + c).collect();
         assert_eq!(seq, expected, "{id} out of order");
     }
-    let stats = &gw.gateway.provider("p").unwrap().stats;
-    assert_eq!(stats.notify_enqueued.load(Ordering::Relaxed), (CLIENTS * PER_CLIENT) as u64);
-    assert_eq!(stats.notify_dropped_full.load(Ordering::Relaxed), 0);
+    let summary = gw.gateway.metrics().provider_summary("p");
+    assert_eq!(summary.answered, (CLIENTS * PER_CLIENT) as u64, "every one delivered");
+    assert_eq!(summary.dropped, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_queue_drops_and_counts_without_blocking_emqx() {
+async fn timed_full_queue_drops_and_counts_without_blocking_emqx() {
     // One shard of 4; the provider takes 300 ms per notification: the queue fills at once.
     let slow = SimProvider::builder(Version::V2)
         .hook("session.created")
@@ -190,10 +190,12 @@ async fn full_queue_drops_and_counts_without_blocking_emqx() {
         emqx.notify(&req).await.unwrap();
     }
     assert!(started.elapsed() < Duration::from_millis(300), "EMQX was blocked: {:?}", started.elapsed());
-    let stats = &gw.gateway.provider("slow").unwrap().stats;
-    let enqueued = stats.notify_enqueued.load(Ordering::Relaxed);
-    let dropped = stats.notify_dropped_full.load(Ordering::Relaxed);
-    assert_eq!(enqueued + dropped, SENT, "every notification is either queued or counted as dropped");
+    // Every notification is either queued (and delivered, below) or counted as dropped.
+    let dropped = gw.gateway.metrics().provider_summary("slow").dropped;
+    let enqueued = SENT - dropped;
+    let text = gw.gateway.metrics().encode();
+    let full = format!(r#"exhook_gateway_notifications_dropped_total{{provider="slow",reason="queue_full"}} {dropped}"#);
+    assert!(text.lines().any(|l| l == full), "every drop is a full queue's: {full}\n{text}");
     // 4 waiting + at most 1 already taken by the delivery task.
     assert!((4..=5).contains(&enqueued), "enqueued {enqueued}");
     // Nothing queued is lost.
@@ -202,7 +204,7 @@ async fn full_queue_drops_and_counts_without_blocking_emqx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_delivery_providers_are_awaited_queued_ones_are_not() {
+async fn timed_after_delivery_providers_are_awaited_queued_ones_are_not() {
     let waited = SimProvider::builder(Version::V3)
         .hook("client.connected")
         .script(notifications(|_| Reply::Empty.after(Duration::from_millis(150))))
@@ -230,8 +232,7 @@ async fn after_delivery_providers_are_awaited_queued_ones_are_not() {
     assert!(took >= Duration::from_millis(150), "after-delivery provider not awaited: {took:?}");
     assert!(took < Duration::from_secs(2), "queued provider must not be awaited: {took:?}");
     assert_eq!(waited.calls_of(Hook::ClientConnected).len(), 1);
-    let stats = &gw.gateway.provider("waited").unwrap().stats;
-    assert_eq!(stats.notify_delivered.load(Ordering::Relaxed), 1);
+    assert_eq!(gw.gateway.metrics().provider_summary("waited").answered, 1);
 
     // An after-delivery provider slower than EMQX's deadline does not make EMQX wait past it.
     waited.set_script(notifications(|_| Reply::Empty.after(Duration::from_secs(3))));

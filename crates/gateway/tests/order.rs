@@ -127,7 +127,7 @@ async fn slow_on_notifications(version: Version) -> SimProvider {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_provider_sees_every_clients_hooks_in_emqx_order() {
+async fn timed_each_provider_sees_every_clients_hooks_in_emqx_order() {
     const CLIENTS: usize = 50;
     let v1 = slow_on_notifications(Version::V1).await;
     let v2 = slow_on_notifications(Version::V2).await;

@@ -412,10 +412,47 @@ impl Metrics {
         buckets
     }
 
+    /// A provider's totals as `/metrics` exports them (the status API reads these, so the two
+    /// never disagree). Computed at request time from the families, not on the hot path.
+    pub fn provider_summary(&self, provider: &str) -> ProviderSummary {
+        let mut summary = ProviderSummary::default();
+        let of_provider = |m: &prometheus::proto::Metric| {
+            m.get_label().iter().any(|l| l.name() == "provider" && l.value() == provider)
+        };
+        for family in prometheus::core::Collector::collect(&self.provider_calls) {
+            for m in family.get_metric().iter().filter(|m| of_provider(m)) {
+                let result = m.get_label().iter().find(|l| l.name() == "result").map(|l| l.value().to_owned());
+                let n = m.get_counter().get_value() as u64;
+                match result.as_deref() {
+                    Some("continue" | "stop" | "ignore" | "ok") => summary.answered += n,
+                    Some("filtered") | None => {}
+                    Some(_) => summary.failed += n,
+                }
+            }
+        }
+        for family in prometheus::core::Collector::collect(&self.dropped) {
+            for m in family.get_metric().iter().filter(|m| of_provider(m)) {
+                summary.dropped += m.get_counter().get_value() as u64;
+            }
+        }
+        summary
+    }
+
     /// The registry (for tests and embedding).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+}
+
+/// A provider's counters summed over hooks (see [`Metrics::provider_summary`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderSummary {
+    /// Calls answered: `continue`, `stop`, `ignore` (valued), `ok` (notifications).
+    pub answered: u64,
+    /// Calls failed or refused: `timeout`, `unavailable`, `error`, `breaker_open`, `shed`.
+    pub failed: u64,
+    /// Notifications dropped, every reason.
+    pub dropped: u64,
 }
 
 /// Gauge values of one provider, read from its state at scrape time.
@@ -546,6 +583,14 @@ impl Handles {
             c.inc();
         }
         if let (Some(elapsed), Some(h)) = (elapsed, self.call_duration_slot(provider, hook)) {
+            h.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records the latency of a provider call that got an answer (its result is recorded by
+    /// whoever interprets it: the chain for valued answers).
+    pub fn provider_latency(&self, provider: usize, hook: Hook, elapsed: Duration) {
+        if let Some(h) = self.call_duration_slot(provider, hook) {
             h.observe(elapsed.as_secs_f64());
         }
     }

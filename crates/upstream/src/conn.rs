@@ -290,14 +290,37 @@ where
 }
 
 impl Connection {
-    /// One unary call: `message` (an encoded protobuf message) to `path`; the reply's
-    /// encoded message, or the gRPC status. Replies are bounded by the default limit.
-    pub(crate) async fn unary(&self, path: &'static str, message: Bytes, timeout: Duration) -> Result<Bytes, Status> {
-        self.unary_limited(path, message, timeout, ReplyLimit::DEFAULT).await
+    /// One unary call with its reply decoded as `D`, bounded by `timeout` as a whole (also
+    /// sent as `grpc-timeout`): the one sequence every caller uses (provider calls, loads,
+    /// health probes). The provider enforcing the `grpc-timeout` we sent (tonic answers
+    /// CANCELLED, others DEADLINE_EXCEEDED) is the same timeout, seen from the other side.
+    pub(crate) async fn call<D>(
+        &self,
+        path: &'static str,
+        message: Bytes,
+        timeout: Duration,
+        limit: ReplyLimit<'_>,
+    ) -> Result<D, crate::CallError>
+    where
+        D: prost::Message + Default,
+    {
+        use crate::CallError;
+        let call = async {
+            let reply = self.unary_limited(path, message, timeout, limit).await.map_err(CallError::Status)?;
+            D::decode(reply).map_err(|e| CallError::Status(Status::internal(format!("undecodable reply: {e}"))))
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Err(CallError::Status(s))) if matches!(s.code(), Code::Cancelled | Code::DeadlineExceeded) => {
+                Err(CallError::Timeout(timeout))
+            }
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout(timeout)),
+        }
     }
 
-    /// As [`Connection::unary`], a reply message larger than `limit.max` failing the call with
-    /// `RESOURCE_EXHAUSTED` (counted) as soon as that is known, without buffering it.
+    /// One unary call: `message` (an encoded protobuf message) to `path`; the reply's
+    /// encoded message, or the gRPC status. A reply message larger than `limit.max` fails the
+    /// call with `RESOURCE_EXHAUSTED` (counted) as soon as that is known, without buffering it.
     pub(crate) async fn unary_limited(
         &self,
         path: &'static str,

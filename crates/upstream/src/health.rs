@@ -28,10 +28,10 @@ const PATH: &str = "/grpc.health.v1.Health/Check";
 
 async fn probe(endpoint: &Endpoint, timeout: Duration) -> bool {
     // HealthCheckRequest{service: ""} encodes to nothing.
-    let call = endpoint.connection(0).unary(PATH, bytes::Bytes::new(), timeout);
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(reply)) => <HealthCheckResponse as prost::Message>::decode(reply).is_ok_and(|r| r.status != NOT_SERVING),
-        Ok(Err(s)) => s.code() == tonic::Code::Unimplemented,
+    let limit = crate::conn::ReplyLimit::DEFAULT;
+    match endpoint.connection(0).call::<HealthCheckResponse>(PATH, bytes::Bytes::new(), timeout, limit).await {
+        Ok(r) => r.status != NOT_SERVING,
+        Err(crate::CallError::Status(s)) => s.code() == tonic::Code::Unimplemented,
         Err(_) => false,
     }
 }

@@ -23,5 +23,5 @@ pub use conn::TlsClient;
 pub use endpoint::{EndpointStatus, hash_key};
 pub use exhook_breaker::{BreakerSnapshot, BreakerState};
 pub use health::spawn_health_checker;
-pub use provider::{Backoff, CallError, LoadError, MetricsSlot, Provider, ProviderState, ProviderStats, Route};
+pub use provider::{Backoff, CallError, LoadError, MetricsSlot, Provider, ProviderState, Route};
 pub use registration::Registration;

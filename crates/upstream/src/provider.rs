@@ -96,29 +96,6 @@ impl ProviderState {
     }
 }
 
-/// Counters of one provider, for tests, logs and the status API.
-#[derive(Debug, Default)]
-pub struct ProviderStats {
-    /// Calls answered (any valid reply).
-    pub calls_ok: std::sync::atomic::AtomicU64,
-    /// Calls failed (timeout, status, transport, breaker open, shed).
-    pub calls_failed: std::sync::atomic::AtomicU64,
-    /// Notifications put on a queue.
-    pub notify_enqueued: std::sync::atomic::AtomicU64,
-    /// Notifications delivered (the provider answered).
-    pub notify_delivered: std::sync::atomic::AtomicU64,
-    /// Notifications whose delivery failed.
-    pub notify_failed: std::sync::atomic::AtomicU64,
-    /// Notifications dropped because the shard's queue was full.
-    pub notify_dropped_full: std::sync::atomic::AtomicU64,
-    /// Notifications dropped because the tenant's share of `queue_bytes` was used up.
-    pub notify_dropped_bytes: std::sync::atomic::AtomicU64,
-    /// Notifications dropped because the queue was closed.
-    pub notify_dropped_closed: std::sync::atomic::AtomicU64,
-    /// Notifications still queued at shutdown.
-    pub notify_dropped_shutdown: std::sync::atomic::AtomicU64,
-}
-
 /// How a call picks its replica and whether it counts against `max_inflight`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -177,8 +154,6 @@ pub struct Provider {
     /// Bumped on every successful load: a readiness signal for the status API and tests.
     loads: tokio::sync::watch::Sender<u64>,
     metrics: ArcSwapOption<MetricsSlot>,
-    /// Counters.
-    pub stats: ProviderStats,
     queues: NotifyQueues,
 }
 
@@ -215,7 +190,6 @@ impl Provider {
             loading: AtomicBool::new(false),
             loads: tokio::sync::watch::Sender::new(0),
             metrics: ArcSwapOption::empty(),
-            stats: ProviderStats::default(),
         });
         Ok(provider)
     }
@@ -246,12 +220,6 @@ impl Provider {
     /// Where metrics go from now on.
     pub fn set_metrics(&self, slot: MetricsSlot) {
         self.metrics.store(Some(Arc::new(slot)));
-    }
-
-    pub(crate) fn record_metric(&self, hook: Hook, result: CallResult, elapsed: Option<Duration>) {
-        if let Some(m) = self.metrics.load().as_ref() {
-            m.handles.provider_call(m.index, hook, result, elapsed);
-        }
     }
 
     pub(crate) fn record_drop(&self, reason: exhook_metrics::DropReason) {
@@ -352,6 +320,7 @@ impl Provider {
     where
         D: prost::Message + Default + Send + 'static,
     {
+        let started = Instant::now();
         let result = async {
             let permit = self.breaker.try_acquire().map_err(|open| CallError::BreakerOpen(open.retry_after))?;
             let settings = self.settings.load();
@@ -390,9 +359,25 @@ impl Provider {
             result
         }
         .await;
-        let counter = if result.is_ok() { &self.stats.calls_ok } else { &self.stats.calls_failed };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.record_call(hook, &result, started.elapsed());
         result
+    }
+
+    /// The provider-level facts of one call, recorded here and nowhere else: its latency when
+    /// it got an answer (or timed out, or failed with a status), and its result — except a
+    /// valued answer's, which only the chain can read (`continue`, `stop` or `ignore`).
+    fn record_call<D>(&self, hook: Hook, result: &Result<D, CallError>, elapsed: Duration) {
+        let Some(m) = self.metrics.load_full() else { return };
+        match result {
+            Ok(_) if hook.kind() == exhook_hooks::HookKind::Valued => {
+                m.handles.provider_latency(m.index, hook, elapsed);
+            }
+            Ok(_) => m.handles.provider_call(m.index, hook, CallResult::Ok, Some(elapsed)),
+            Err(e) => {
+                let called = matches!(e, CallError::Timeout(_) | CallError::Status(_));
+                m.handles.provider_call(m.index, hook, e.result(), called.then_some(elapsed));
+            }
+        }
     }
 
     /// One attempt on one replica.
@@ -409,25 +394,8 @@ impl Provider {
         D: prost::Message + Default + Send + 'static,
     {
         let _busy = endpoint.begin();
-        let connection = endpoint.connection(key_hash);
-        let call = async {
-            let limit =
-                crate::conn::ReplyLimit { max: self.settings.load().max_reply_bytes, metrics: Some(&self.metrics) };
-            let reply =
-                connection.unary_limited(hook.path(version), body, timeout, limit).await.map_err(CallError::Status)?;
-            D::decode(reply).map_err(|e| CallError::Status(tonic::Status::internal(format!("undecodable reply: {e}"))))
-        };
-        match tokio::time::timeout(timeout, call).await {
-            // The provider's own gRPC server enforced the grpc-timeout we sent (tonic answers
-            // CANCELLED, others DEADLINE_EXCEEDED): the same timeout, seen from the other side.
-            Ok(Err(CallError::Status(s)))
-                if matches!(s.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded) =>
-            {
-                Err(CallError::Timeout(timeout))
-            }
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(timeout)),
-        }
+        let limit = crate::conn::ReplyLimit { max: self.settings.load().max_reply_bytes, metrics: Some(&self.metrics) };
+        endpoint.connection(key_hash).call(hook.path(version), body, timeout, limit).await
     }
 
     /// Records an attempt's result on its replica (outlier ejection, health).
@@ -511,18 +479,9 @@ impl Provider {
 
     async fn load_call(&self, version: Version, body: Bytes, timeout: Duration) -> Result<LoadedResponse, CallError> {
         let endpoint = &self.endpoints[pick(&self.endpoints, 0, false, random(), None).unwrap_or(0)];
-        let call = async {
-            let path = Hook::ProviderLoaded.path(version);
-            let limit = crate::conn::ReplyLimit { max: self.settings.load().max_reply_bytes, metrics: Some(&self.metrics) };
-            let reply =
-                endpoint.connection(0).unary_limited(path, body, timeout, limit).await.map_err(CallError::Status)?;
-            LoadedResponse::decode(reply)
-                .map_err(|e| CallError::Status(tonic::Status::internal(format!("undecodable reply: {e}"))))
-        };
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(timeout)),
-        };
+        let path = Hook::ProviderLoaded.path(version);
+        let limit = crate::conn::ReplyLimit { max: self.settings.load().max_reply_bytes, metrics: Some(&self.metrics) };
+        let result = endpoint.connection(0).call::<LoadedResponse>(path, body, timeout, limit).await;
         let reached = result.as_ref().map_or_else(CallError::reached, |_| true);
         endpoint.set_healthy(reached);
         result
@@ -657,7 +616,6 @@ impl Provider {
     pub async fn drain(&self, deadline: Instant) -> usize {
         let left = self.queues.drain(deadline).await;
         if left > 0 {
-            self.stats.notify_dropped_shutdown.fetch_add(left as u64, Ordering::Relaxed);
             for _ in 0..left {
                 self.record_drop(exhook_metrics::DropReason::Shutdown);
             }

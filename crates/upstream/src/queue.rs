@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use exhook_hooks::{Hook, Version};
-use exhook_metrics::CallResult;
 use exhook_proto::model::EmptySuccess;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -235,25 +234,16 @@ impl Delivery {
 
 /// Delivers one event; false once the provider is gone (the task then ends: the provider
 /// owns the senders, so nothing more can arrive).
+/// Delivers one event; false once the provider is gone (the task then ends: the provider
+/// owns the senders, so nothing more can arrive). The call records its own result.
 async fn deliver_one(provider: &Weak<Provider>, n: Notification) -> bool {
     let Some(p) = provider.upgrade() else { return false };
     let timeout = p.config().timeout;
-    let started = Instant::now();
     let result = p.call::<EmptySuccess>(n.hook, n.version, n.body, timeout, n.key_hash, Route::Queued).await;
     drop(n.ticket);
-    match result {
-        Ok(_) => {
-            p.stats.notify_delivered.fetch_add(1, Ordering::Relaxed);
-            p.record_metric(n.hook, CallResult::Ok, Some(started.elapsed()));
-        }
-        Err(e) => {
-            tracing::debug!(provider = %p.name(), hook = %n.hook, error = %e, "notification not delivered");
-            p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
-            let elapsed =
-                matches!(e, crate::CallError::Timeout(_) | crate::CallError::Status(_)).then(|| started.elapsed());
-            p.record_metric(n.hook, e.result(), elapsed);
-            p.record_drop(exhook_metrics::DropReason::DeliveryFailed);
-        }
+    if let Err(e) = result {
+        tracing::debug!(provider = %p.name(), hook = %n.hook, error = %e, "notification not delivered");
+        p.record_drop(exhook_metrics::DropReason::DeliveryFailed);
     }
     true
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exhook_hooks::{Hook, Version};
-use exhook_metrics::CallResult;
 use exhook_proto::model::{EmptySuccess, LoadedResponse, ProviderLoadedRequest, ProviderUnloadedRequest};
 use exhook_upstream::{Provider, Route};
 use tokio::time::Instant;
@@ -67,15 +66,10 @@ impl Runtime {
             }
             let Some(version) = p.version() else { continue };
             let body = Provider::encode_for(&request, version);
-            let metrics = Arc::clone(&self.metrics);
+            // The call records its own result (breaker_open, ok, ...), as every call does.
             tokio::spawn(async move {
-                let started = Instant::now();
                 let hook = Hook::ProviderUnloaded;
-                let result = match p.call::<EmptySuccess>(hook, version, body, UNLOAD_TIMEOUT, 0, Route::Valued).await {
-                    Ok(_) => (CallResult::Ok, Some(started.elapsed())),
-                    Err(e) => (e.result(), None),
-                };
-                metrics.provider_call(i, hook, result.0, result.1);
+                let _ = p.call::<EmptySuccess>(hook, version, body, UNLOAD_TIMEOUT, 0, Route::Valued).await;
             });
         }
         tracing::info!(tenant = %tenant.name, "EMQX unloaded the gateway");

@@ -160,32 +160,35 @@ impl Runtime {
         }
     }
 
+    /// A call the gateway refused to make for the chain (tenant or share limit, no time left,
+    /// fail closed): counted as the provider's result, as the provider counts its own.
+    fn refused(&self, i: usize, hook: Hook, e: CallError) -> CallError {
+        self.metrics.provider_call(i, hook, e.result(), None);
+        e
+    }
+
     fn provider_name(&self, i: usize) -> &str {
         &self.config.providers[i].name
     }
 
-    /// Records one provider's turn: metrics, then the observer.
+    /// Records one provider's turn: the chain-level metric (skips, and what a valued answer
+    /// meant to the fold; a call's own result and latency are recorded by the provider),
+    /// then the observer.
     fn step(&self, t: usize, hook: Hook, i: usize, result: StepResult<'_>, elapsed: Duration) {
         let metric = match &result {
-            StepResult::SkippedNotLoaded => Some((CallResult::Unavailable, None)),
-            StepResult::SkippedNotRegistered | StepResult::Queued | StepResult::Dropped => None,
-            StepResult::SkippedFiltered => Some((CallResult::Filtered, None)),
-            StepResult::Answered(o, _) => {
-                let r = match o {
-                    StepOutcome::Continue => CallResult::Continue,
-                    StepOutcome::Stop => CallResult::Stop,
-                    _ => CallResult::Ignore,
-                };
-                Some((r, Some(elapsed)))
-            }
-            StepResult::Delivered => Some((CallResult::Ok, Some(elapsed))),
-            StepResult::Failed(e, _) => {
-                let called = matches!(e, CallError::Timeout(_) | CallError::Status(_));
-                Some((e.result(), called.then_some(elapsed)))
-            }
+            StepResult::SkippedNotLoaded => Some(CallResult::Unavailable),
+            StepResult::SkippedFiltered => Some(CallResult::Filtered),
+            StepResult::Answered(StepOutcome::Continue, _) => Some(CallResult::Continue),
+            StepResult::Answered(StepOutcome::Stop, _) => Some(CallResult::Stop),
+            StepResult::Answered(..) => Some(CallResult::Ignore),
+            StepResult::SkippedNotRegistered
+            | StepResult::Queued
+            | StepResult::Dropped
+            | StepResult::Delivered
+            | StepResult::Failed(..) => None,
         };
-        if let Some((r, el)) = metric {
-            self.metrics.provider_call(i, hook, r, el);
+        if let Some(r) = metric {
+            self.metrics.provider_call(i, hook, r, None);
         }
         let tenant = &self.config.tenants[t].name;
         self.observer.step(&StepEvent { tenant, hook, provider: self.provider_name(i), result, elapsed });

@@ -1,7 +1,6 @@
 //! A notification: queued to every subscribed provider (EMQX is answered at once), or
 //! awaited for `after-delivery` providers.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,17 +59,13 @@ impl Runtime {
                             p.queues().enqueue(Notification { hook: R::HOOK, version, body, key_hash, ticket })
                         });
                     let result = match queued {
-                        Ok(()) => {
-                            p.stats.notify_enqueued.fetch_add(1, Ordering::Relaxed);
-                            StepResult::Queued
-                        }
+                        Ok(()) => StepResult::Queued,
                         Err(e) => {
-                            let (counter, reason) = match e {
-                                EnqueueError::Full => (&p.stats.notify_dropped_full, DropReason::QueueFull),
-                                EnqueueError::Bytes => (&p.stats.notify_dropped_bytes, DropReason::QueueBytes),
-                                EnqueueError::Closed => (&p.stats.notify_dropped_closed, DropReason::Closed),
+                            let reason = match e {
+                                EnqueueError::Full => DropReason::QueueFull,
+                                EnqueueError::Bytes => DropReason::QueueBytes,
+                                EnqueueError::Closed => DropReason::Closed,
                             };
-                            counter.fetch_add(1, Ordering::Relaxed);
                             self.metrics.dropped(index, reason);
                             StepResult::Dropped
                         }
@@ -79,8 +74,8 @@ impl Runtime {
                 }
                 NotifyMode::AfterDelivery => {
                     let e = match share.try_call() {
-                        _ if slot.is_none() => CallError::Shed(tenant.max_inflight.unwrap_or(0)),
-                        None => CallError::Shed(share.max_inflight()),
+                        _ if slot.is_none() => self.refused(index, R::HOOK, CallError::Shed(tenant.max_inflight.unwrap_or(0))),
+                        None => self.refused(index, R::HOOK, CallError::Shed(share.max_inflight())),
                         Some(call_slot) => {
                             let timeout = settings.timeout;
                             awaited.push(async move {
@@ -88,7 +83,7 @@ impl Runtime {
                                 let started = Instant::now();
                                 let remaining = deadline.saturating_duration_since(started);
                                 let result = if remaining.is_zero() {
-                                    Err(CallError::Timeout(Duration::ZERO))
+                                    Err(self.refused(index, R::HOOK, CallError::Timeout(Duration::ZERO)))
                                 } else {
                                     let timeout = timeout.min(remaining);
                                     p.call::<EmptySuccess>(
@@ -106,16 +101,12 @@ impl Runtime {
                             continue;
                         }
                     };
-                    p.stats.notify_failed.fetch_add(1, Ordering::Relaxed);
                     self.step(t, R::HOOK, index, StepResult::Failed(&e, None), Duration::ZERO);
                 }
             }
         }
         if !awaited.is_empty() {
             for (index, result, elapsed) in futures::future::join_all(awaited).await {
-                let p = &self.providers[index];
-                let counter = if result.is_ok() { &p.stats.notify_delivered } else { &p.stats.notify_failed };
-                counter.fetch_add(1, Ordering::Relaxed);
                 let step = match &result {
                     Ok(_) => StepResult::Delivered,
                     Err(e) => StepResult::Failed(e, None),

@@ -49,11 +49,12 @@ impl Runtime {
             let remaining = deadline.saturating_duration_since(started);
             let share = self.shares[t][index].as_deref();
             let call_slot = share.and_then(TenantShare::try_call);
+            let refuse = |e| Err(self.refused(index, R::HOOK, e));
             let result = match version {
-                None => Err(CallError::NotLoaded),
-                Some(_) if slot.is_none() => Err(CallError::Shed(tenant.max_inflight.unwrap_or(0))),
-                Some(_) if call_slot.is_none() => Err(CallError::Shed(share.map_or(0, TenantShare::max_inflight))),
-                Some(_) if remaining.is_zero() => Err(CallError::Timeout(Duration::ZERO)),
+                None => refuse(CallError::NotLoaded),
+                Some(_) if slot.is_none() => refuse(CallError::Shed(tenant.max_inflight.unwrap_or(0))),
+                Some(_) if call_slot.is_none() => refuse(CallError::Shed(share.map_or(0, TenantShare::max_inflight))),
+                Some(_) if remaining.is_zero() => refuse(CallError::Timeout(Duration::ZERO)),
                 Some(version) => {
                     // Per-client order: this provider's queued notifications of the client
                     // reach it first (usually none are pending: two atomic loads).
@@ -69,7 +70,7 @@ impl Runtime {
                         _ => budget.saturating_sub(started.elapsed()),
                     };
                     if turn == Turn::TimedOut || timeout.is_zero() {
-                        Err(CallError::Timeout(budget))
+                        refuse(CallError::Timeout(budget))
                     } else {
                         let body = Provider::encode_for(fold.current(), version);
                         p.call::<ValuedResponse>(R::HOOK, version, body, timeout, key_hash, Route::Valued).await
