@@ -215,6 +215,15 @@ impl<B> LimitedBody<B> {
         let size = match announced {
             Some(n) if n > self.max => n,
             _ if self.seen > self.max.saturating_add(PREFIX) => self.seen - PREFIX,
+            // A unary request is exactly one message: bytes after it (a second message,
+            // garbage) make it malformed, and tonic would otherwise serve the first message.
+            Some(n) if self.seen > n + PREFIX => {
+                self.refused = true;
+                return Some(Status::invalid_argument(format!(
+                    "a unary request carries one message: {} bytes follow the {n}-byte message",
+                    self.seen - n - PREFIX
+                )));
+            }
             _ => return None,
         };
         self.refused = true;
