@@ -1,5 +1,7 @@
-//! `exhook-gateway`: run the gateway, check a configuration, or run the demo.
+//! `exhook-gateway`: run the gateway, check a configuration, or run the demo (feature `demo`,
+//! on by default).
 
+#[cfg(feature = "demo")]
 mod demo;
 
 use std::path::PathBuf;
@@ -47,6 +49,7 @@ enum Command {
     },
     /// Start built-in example providers and the gateway on loopback, drive an EMQX-like
     /// session through it and print every hook, each provider's answer and the result.
+    #[cfg(feature = "demo")]
     Demo {
         /// The package the simulated EMQX speaks.
         #[arg(long, default_value = "v3", value_parser = parse_version)]
@@ -62,6 +65,7 @@ enum Command {
     },
 }
 
+#[cfg(feature = "demo")]
 fn parse_version(s: &str) -> Result<exhook_hooks::Version, String> {
     s.parse().map_err(|e: exhook_hooks::ParseVersionError| e.to_string())
 }
@@ -103,6 +107,7 @@ fn main() -> std::process::ExitCode {
                 run(config).await
             }
             Command::Check { config } => check(config),
+            #[cfg(feature = "demo")]
             Command::Demo { emqx, password, admin } => {
                 init_logs(cli.log_format, "warn");
                 demo::run(demo::Options { emqx, password: exhook_proto::Secret::new(password), admin }).await

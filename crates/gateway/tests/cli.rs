@@ -84,6 +84,7 @@ timeout = "fast"
 }
 
 #[test]
+#[cfg(feature = "demo")]
 fn demo_runs_a_session_through_three_packages() {
     for emqx in ["v1", "v3"] {
         let out = bin().args(["demo", "--emqx", emqx]).stdin(Stdio::null()).output().unwrap();

@@ -20,7 +20,13 @@ use exhook_sim::{EmqxClient, Reply, SimProvider, valued};
 use exhook_upstream::BreakerState;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// A provider in its own process (`exhook-sim-provider`), so it can be killed for real.
+/// The environment variable that makes this test binary a provider process (see
+/// [`provider_process`]): the process's arguments, separated by spaces.
+const PROVIDER_ARGS: &str = "EXHOOK_FAULTS_PROVIDER_ARGS";
+
+/// A provider in its own process, so it can be killed for real: this test binary run again as
+/// nothing but [`provider_process`] (works the same under `cargo test` and `cargo nextest`, and
+/// needs no binary of another target).
 struct ProviderProcess {
     child: tokio::process::Child,
     addr: SocketAddr,
@@ -28,26 +34,33 @@ struct ProviderProcess {
 }
 
 impl ProviderProcess {
+    /// `args`: `--package v1|v2|v3`, `--hook <hookpoint>` (repeatable), `--delay-ms <n>`.
     async fn spawn(args: &[&str]) -> ProviderProcess {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         Self::spawn_on("127.0.0.1:0", args).await
     }
 
     async fn spawn_on(listen: &str, args: Vec<String>) -> ProviderProcess {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-sim-provider"))
-            .args(["--listen", listen])
-            .args(&args)
+        let test_binary = std::env::current_exe().expect("the test binary's path");
+        let mut child = tokio::process::Command::new(test_binary)
+            .args(["provider_process", "--exact", "--ignored", "--nocapture", "--quiet", "--test-threads=1"])
+            .env(PROVIDER_ARGS, format!("--listen {listen} {}", args.join(" ")))
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn exhook-sim-provider");
+            .expect("spawn the provider process");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("provider process did not start")
-            .unwrap()
-            .unwrap();
-        let addr = line.strip_prefix("listening on ").expect("readiness line").parse().unwrap();
+        // The test harness prints a line of its own first.
+        let addr = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let line = lines.next_line().await.unwrap().expect("provider process ended before listening");
+                if let Some((_, addr)) = line.split_once("listening on ") {
+                    return addr.trim().parse().expect("readiness line");
+                }
+            }
+        })
+        .await
+        .expect("provider process did not start");
         ProviderProcess { child, addr, args }
     }
 
@@ -63,6 +76,42 @@ impl ProviderProcess {
     async fn restart(&mut self) {
         *self = Self::spawn_on(&self.addr.to_string(), self.args.clone()).await;
     }
+}
+
+/// The provider process of [`ProviderProcess`], not a test (ignored; without [`PROVIDER_ARGS`]
+/// it returns at once): registers the `--hook`s in one `--package`, answers valued hooks
+/// CONTINUE true after `--delay-ms`, prints `listening on <addr>` and serves until killed.
+#[test]
+#[ignore = "the fault tests' provider process: runs only when they spawn it"]
+fn provider_process() {
+    let Ok(args) = std::env::var(PROVIDER_ARGS) else { return };
+    let (mut version, mut listen, mut hooks, mut delay) = (Version::V3, "127.0.0.1:0", Vec::new(), Duration::ZERO);
+    let mut args = args.split_whitespace();
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag {
+            "--package" => version = value.parse().expect("--package"),
+            "--listen" => listen = value,
+            "--hook" => hooks.push(value),
+            "--delay-ms" => delay = Duration::from_millis(value.parse().expect("--delay-ms")),
+            _ => panic!("unknown argument {flag}"),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let provider = SimProvider::builder(version)
+            .hooks(&hooks)
+            .record(false)
+            .script(valued(move |_| {
+                let allow = Reply::bool(ResponsedType::Continue, true);
+                if delay.is_zero() { allow } else { allow.after(delay) }
+            }))
+            .start_on(listen)
+            .await
+            .expect("listen");
+        println!("listening on {}", provider.addr());
+        std::future::pending::<()>().await
+    })
 }
 
 fn bool_answer(kind: ResponsedType, v: bool) -> ValuedResponse {

@@ -106,6 +106,7 @@ async fn scrape(admin: SocketAddr, token: Option<&str>) -> Vec<(String, u16, Str
     out
 }
 
+#[cfg(feature = "demo")]
 struct DemoRun {
     stdout: String,
     logs: String,
@@ -114,6 +115,7 @@ struct DemoRun {
 
 /// `exhook-gateway demo` at `RUST_LOG=trace` with `--admin`: the printed trace, every log
 /// line, and the admin plane scraped once the session is done.
+#[cfg(feature = "demo")]
 async fn run_demo(emqx: &str, log_format: &str) -> DemoRun {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
         .args(["--log-format", log_format, "demo", "--emqx", emqx, "--password", PASSWORD, "--admin", "127.0.0.1:0"])
@@ -157,6 +159,7 @@ async fn run_demo(emqx: &str, log_format: &str) -> DemoRun {
 }
 
 #[tokio::test]
+#[cfg(feature = "demo")]
 async fn the_demo_forwards_the_password_and_never_shows_it() {
     for (emqx, log_format) in [("v3", "human"), ("v1", "json"), ("v2", "human")] {
         let run = tokio::time::timeout(Duration::from_secs(120), run_demo(emqx, log_format))

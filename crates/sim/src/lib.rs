@@ -5,11 +5,16 @@
 //!   it answers each call is a script; it records every call it receives.
 //! * [`EmqxClient`]: plays EMQX: sends requests of the internal model, shaped for the chosen
 //!   package, to the package's gRPC paths, with a `grpc-timeout` like EMQX's.
+//!
+//! Feature `tls` (off by default; tests and the load generator turn it on): providers serving
+//! `https` (`SimProviderBuilder::start_tls`) and EMQX calling over TLS (`EmqxClient::connect_tls`).
+//! Without it the crate is what `exhook-gateway demo` links: plaintext peers only.
 #![warn(missing_docs)]
 
 mod client;
 mod provider;
 pub mod sample;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 pub use client::EmqxClient;

@@ -371,17 +371,24 @@ impl SimProviderBuilder {
 
     /// Starts serving on `addr`.
     pub async fn start_on(self, addr: &str) -> std::io::Result<SimProvider> {
-        self.start_with(addr, None).await
+        let listener = TcpListener::bind(addr).await?;
+        let provider = self.build(listener.local_addr()?);
+        provider.serve(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
+        Ok(provider)
     }
 
     /// Starts serving TLS (`https://`) on a fresh loopback port with `config` (its ALPN is
     /// set to `h2`).
-    pub async fn start_tls(self, config: rustls::ServerConfig) -> std::io::Result<SimProvider> {
-        self.start_with("127.0.0.1:0", Some(config)).await
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(self, mut config: rustls::ServerConfig) -> std::io::Result<SimProvider> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let provider = self.build(listener.local_addr()?);
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        provider.serve(crate::tls::incoming(listener, Arc::new(config)));
+        Ok(provider)
     }
 
-    async fn start_with(self, addr: &str, tls: Option<rustls::ServerConfig>) -> std::io::Result<SimProvider> {
-        let listener = TcpListener::bind(addr).await?;
+    fn build(self, addr: SocketAddr) -> SimProvider {
         let (changed, _) = watch::channel(0);
         let inner = Arc::new(Inner {
             version: self.version,
@@ -392,16 +399,7 @@ impl SimProviderBuilder {
             count: AtomicU64::new(0),
             changed,
         });
-        let addr = listener.local_addr()?;
-        let provider = SimProvider { addr, inner, shutdown: Mutex::new(None), task: Mutex::new(None) };
-        match tls {
-            None => provider.serve(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))),
-            Some(mut config) => {
-                config.alpn_protocols = vec![b"h2".to_vec()];
-                provider.serve(crate::tls::incoming(listener, std::sync::Arc::new(config)));
-            }
-        }
-        Ok(provider)
+        SimProvider { addr, inner, shutdown: Mutex::new(None), task: Mutex::new(None) }
     }
 }
 
