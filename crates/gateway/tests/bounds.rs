@@ -14,7 +14,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -82,13 +81,7 @@ impl GatewayProcess {
             format!("[server]\nlisten = \"127.0.0.1:0\"\n{server}[admin]\nlisten = \"127.0.0.1:0\"\n{rest}"),
         )
         .unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = gateway_process(&["--log-format", "json", "run"], Some(&config), None);
         let (tx, logs) = tokio::sync::mpsc::unbounded_channel();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         tokio::spawn(async move {

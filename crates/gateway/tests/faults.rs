@@ -513,13 +513,7 @@ async fn graceful_shutdown_loses_no_call() {
         ),
     )
     .unwrap();
-    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut gateway = gateway_process(&["--log-format", "json", "run"], Some(&config), None);
     let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
     let listen = loop {
         let line = tokio::time::timeout(Duration::from_secs(10), logs.next_line())
@@ -621,13 +615,7 @@ async fn sighup_applies_a_valid_file_and_keeps_the_running_one_otherwise() {
         std::fs::write(&config, text).unwrap();
     };
     write("1s");
-    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut gateway = gateway_process(&["--log-format", "json", "run"], Some(&config), None);
     // Every log message, in order: the readiness signals of this test.
     let (tx, mut messages) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();

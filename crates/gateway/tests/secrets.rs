@@ -5,8 +5,8 @@
 
 mod common;
 
+use common::gateway_process;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -117,15 +117,8 @@ struct DemoRun {
 /// line, and the admin plane scraped once the session is done.
 #[cfg(feature = "demo")]
 async fn run_demo(emqx: &str, log_format: &str) -> DemoRun {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
-        .args(["--log-format", log_format, "demo", "--emqx", emqx, "--password", PASSWORD, "--admin", "127.0.0.1:0"])
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the demo");
+    let args = ["--log-format", log_format, "demo", "--emqx", emqx, "--password", PASSWORD, "--admin", "127.0.0.1:0"];
+    let mut child = gateway_process(&args, None, Some("trace"));
     let logs = collect(child.stderr.take().unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stdout = String::new();
@@ -225,16 +218,7 @@ async fn the_admin_token_is_never_logged_nor_served() {
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the gateway");
+    let mut child = gateway_process(&["--log-format", "json", "run"], Some(&config), Some("trace"));
     let stdout = collect(child.stdout.take().unwrap());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut logs = String::new();

@@ -157,3 +157,23 @@ pub fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// The `exhook-gateway` binary as a process: `args`, stdin closed, stdout and stderr piped
+/// (logs go to stderr), killed when dropped. `RUST_LOG` as given, else the binary's default.
+pub fn gateway_process(args: &[&str], config: Option<&Path>, rust_log: Option<&str>) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_exhook-gateway"));
+    command.args(args);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    if let Some(level) = rust_log {
+        command.env("RUST_LOG", level);
+    }
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start exhook-gateway")
+}
