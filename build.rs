@@ -33,6 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(f).display());
     }
+    // The generation options live here too (e.g. which messages redact their Debug): a change
+    // to this file must regenerate, not only a change to the .proto files.
+    println!("cargo:rerun-if-changed={}", manifest.join("../../build.rs").display());
     let fds = protox::compile(files, [&proto_root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("exhook_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
