@@ -144,11 +144,5 @@ impl<R: ValuedRequest> Fold<R> {
     }
 }
 
-/// The answer for EMQX when a valued hook reaches no provider at all (empty chain, or no
-/// provider registered it): `IGNORE`, so EMQX keeps its own value.
-pub fn empty_chain_answer() -> ValuedResponse {
-    ValuedResponse { r#type: ResponsedType::Ignore as i32, value: None }
-}
-
 #[cfg(test)]
 mod tests;
