@@ -193,7 +193,8 @@ async fn timed_full_queue_drops_and_counts_without_blocking_emqx() {
     let dropped = gw.gateway.metrics().provider_summary("slow").dropped;
     let enqueued = SENT - dropped;
     let text = gw.gateway.metrics().encode();
-    let full = format!(r#"exhook_gateway_notifications_dropped_total{{provider="slow",reason="queue_full"}} {dropped}"#);
+    let full =
+        format!(r#"exhook_gateway_notifications_dropped_total{{provider="slow",reason="queue_full"}} {dropped}"#);
     assert!(text.lines().any(|l| l == full), "every drop is a full queue's: {full}\n{text}");
     // 4 waiting + at most 1 already taken by the delivery task.
     assert!((4..=5).contains(&enqueued), "enqueued {enqueued}");
@@ -301,7 +302,8 @@ async fn reload_keeps_unchanged_providers_and_their_breaker_state() {
     let dead_url = dead.url();
     drop(dead);
     let b_before = gw.gateway.provider("b").unwrap();
-    let broken = after.replace(&format!("name = \"b\"\nurl = \"{}\"", c.url()), &format!("name = \"b\"\nurl = \"{dead_url}\""));
+    let broken =
+        after.replace(&format!("name = \"b\"\nurl = \"{}\"", c.url()), &format!("name = \"b\"\nurl = \"{dead_url}\""));
     assert_ne!(broken, after);
     let config = exhook_config::Config::parse(&broken, std::path::Path::new("<reload>")).unwrap();
     let report = gw.gateway.reload(config).await.unwrap();

@@ -74,7 +74,9 @@ impl Runtime {
                 }
                 NotifyMode::AfterDelivery => {
                     let e = match share.try_call() {
-                        _ if slot.is_none() => self.refused(index, R::HOOK, CallError::Shed(tenant.max_inflight.unwrap_or(0))),
+                        _ if slot.is_none() => {
+                            self.refused(index, R::HOOK, CallError::Shed(tenant.max_inflight.unwrap_or(0)))
+                        }
                         None => self.refused(index, R::HOOK, CallError::Shed(share.max_inflight())),
                         Some(call_slot) => {
                             let timeout = settings.timeout;
