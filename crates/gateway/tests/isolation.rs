@@ -295,3 +295,25 @@ async fn emqx_loads_go_through_the_breaker_and_the_limit() {
     .unwrap_or_else(|_| panic!("{text}"));
     assert!(p.calls_of(Hook::ProviderUnloaded).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_added_by_a_reload_is_loaded_with_its_tenants_broker_info() {
+    // EMQX 5.0–5.8 load the gateway once: a provider a reload adds must still learn the broker
+    // info of the tenants that reach it, not only the gateway's own.
+    let old = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
+    let fresh = SimProvider::builder(Version::V3).hook("client.authenticate").start().await.unwrap();
+    let gw = TestGateway::start(&two_tenants(&old.url(), "")).await;
+    let emqx = gw.emqx(Version::V3).await;
+    emqx.loaded(&loaded_request(Version::V3, "a")).await.unwrap();
+    let after = format!(
+        "{}{}\n[[tenants]]\nname = \"a\"\ncluster_names = [\"a\"]\nproviders = [\"shared\", \"fresh\"]\n\n[[tenants]]\nname = \"b\"\ncluster_names = [\"b\"]\nproviders = [\"shared\"]\n",
+        provider("shared", &old.url(), "v3", "1s", "deny"),
+        provider("fresh", &fresh.url(), "v3", "1s", "deny"),
+    );
+    let config = exhook_config::Config::parse(&after, std::path::Path::new("<reload>")).unwrap();
+    let report = gw.gateway.reload(config).await.unwrap();
+    assert_eq!(report.added, ["fresh"]);
+    let loads: Vec<String> = fresh.calls_of(Hook::ProviderLoaded).iter().map(cluster_of).collect();
+    assert_eq!(loads, ["a"], "loaded before going live, with tenant a's broker info");
+    assert_eq!(gw.gateway.provider("fresh").unwrap().loaded_tenants(), ["a"]);
+}

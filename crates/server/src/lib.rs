@@ -245,8 +245,18 @@ impl Gateway {
                 }
                 _ => {
                     let p = new_provider(pc)?;
-                    if let Some(o) = existing {
-                        p.inherit_loaded_by(o);
+                    match existing {
+                        Some(o) => p.inherit_loaded_by(o),
+                        // New: the broker info of the tenants that reach it, as their EMQX
+                        // loaded the gateway (EMQX 5.0–5.8 never load it again).
+                        None => {
+                            for t in config.tenants.iter().filter(|t| t.reachable.contains(&i)) {
+                                let known = old.providers.iter().find_map(|o| o.loaded_request_of(&t.name));
+                                if let Some(request) = known {
+                                    p.loaded_by(&t.name, &request);
+                                }
+                            }
+                        }
                     }
                     fresh.push((i, existing.cloned(), Arc::clone(&p)));
                     providers.push(p);

@@ -515,6 +515,12 @@ impl Provider {
         *self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = from;
     }
 
+    /// `tenant`'s last OnProviderLoaded, if its EMQX loaded this provider.
+    pub fn loaded_request_of(&self, tenant: &str) -> Option<Arc<ProviderLoadedRequest>> {
+        let by = self.loaded_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by.iter().find(|(t, _)| t == tenant).map(|(_, r)| Arc::clone(r))
+    }
+
     /// Records that `tenant`'s EMQX unloaded the gateway; true when no tenant that loaded
     /// the provider is left (then, and only then, the provider hears OnProviderUnloaded).
     pub fn unloaded_by(&self, tenant: &str) -> bool {
