@@ -16,6 +16,14 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 # openssl s_client makes the handshake with an IP address as SNI that EMQX's Erlang ssl sends.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# umoci builds the container image offline (deploy/container/build-image.sh) with the CA roots;
+# systemd-analyze verifies and scores deploy/systemd/exhook-gateway.service (no running systemd needed).
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# kubectl renders deploy/kubernetes/ (kubectl kustomize); Debian's kubernetes-client (1.20) will do:
+# the kustomizations are written for its built-in kustomize too.
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need[*]}"
@@ -30,6 +38,33 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "NOTICE: not root, cannot install ${need[*]}; tests that need them will say so"
   fi
 fi
+
+# Python tools of the Kubernetes checks (crates/deploy-check/tests/kubernetes.rs), from PyPI
+# into venvs under target/deploy-tools/ (kept between runs; offline once installed):
+# kubernetes-validate (schemas of every Kubernetes version, and PyYAML) and yamllint (~20 s),
+# checkov in a venv of its own (~45 s, ~290 MB: it brings many dependencies).
+deploy_tools=target/deploy-tools
+pip_venv() { # venv dir, then packages
+  local dir=$1; shift
+  if [ ! -x "$dir/bin/pip" ]; then
+    rm -rf "$dir"
+    if ! python3 -m venv "$dir" >/dev/null 2>&1; then
+      # Debian's python3 makes venvs only with python3-venv (ensurepip).
+      rm -rf "$dir"
+      if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null ||
+          { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; } || true
+      fi
+      python3 -m venv "$dir" || { echo "NOTICE: cannot create the venv $dir; the tests that need $* will say so"; return 0; }
+    fi
+  fi
+  echo "== installing $* (pip, into $dir)"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$@" ||
+    echo "NOTICE: pip install $* failed; the tests that need them will say so"
+}
+[ -x "$deploy_tools/venv/bin/kubernetes-validate" ] && [ -x "$deploy_tools/venv/bin/yamllint" ] ||
+  pip_venv "$deploy_tools/venv" kubernetes-validate==1.37.0 yamllint==1.38.0
+[ -x "$deploy_tools/checkov-venv/bin/checkov" ] || pip_venv "$deploy_tools/checkov-venv" checkov==3.3.30
 
 echo "== format"
 cargo fmt --all -- --check

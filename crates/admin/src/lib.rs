@@ -6,6 +6,7 @@
 //! | `GET /healthz` | 200 while the process runs (never needs the token) |
 //! | `GET /readyz` | 200 when ready to serve EMQX (see [`readiness`]), else 503 with the reasons |
 //! | `GET /api/v1/status` | JSON: build, config, tenants and chains, providers and their state |
+//! | `POST /api/v1/reload` | re-read the configuration file: 200 with the [`ReloadReport`] as JSON, 422 with the configuration errors (see [`Reload`]) |
 //! | `GET /` | the live status page (HTML and a little JavaScript, no external assets) |
 //!
 //! With `[admin] token_file`, every path but `/healthz` and the page itself needs
@@ -29,9 +30,9 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use exhook_proto::Secret;
-use exhook_server::Gateway;
+use exhook_server::{Gateway, ReloadReport};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
@@ -95,12 +96,72 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// What `POST /api/v1/reload` runs: the binary's one reload path (re-read the file, validate,
+/// diff and swap), so the admin plane needs no knowledge of where the configuration lives.
+pub trait Reload: Send + Sync {
+    /// Re-reads and applies the configuration: the report, or the configuration errors (every
+    /// line naming its file and key) with the running configuration kept.
+    fn reload(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ReloadReport, String>> + Send + '_>>;
+}
+
+/// The JSON answer of `POST /api/v1/reload`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadAnswer {
+    /// Whether the new configuration runs.
+    pub reloaded: bool,
+    /// Providers created.
+    pub added: Vec<String>,
+    /// Providers kept with their connections and state.
+    pub kept: Vec<String>,
+    /// Providers no longer configured.
+    pub removed: Vec<String>,
+    /// Changed providers whose running instance stays (`name: why`).
+    pub not_replaced: Vec<String>,
+    /// Settings that take effect after a restart.
+    pub needs_restart: Vec<String>,
+    /// The configuration errors, one per line (empty when reloaded).
+    pub errors: Vec<String>,
+}
+
+impl ReloadAnswer {
+    /// The answer for a reload that ran.
+    pub fn reloaded(report: ReloadReport) -> ReloadAnswer {
+        ReloadAnswer {
+            reloaded: true,
+            added: report.added,
+            kept: report.kept,
+            removed: report.removed,
+            not_replaced: report.not_replaced,
+            needs_restart: report.needs_restart,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The answer for a configuration refused with `error` (one problem per line).
+    pub fn refused(error: &str) -> ReloadAnswer {
+        ReloadAnswer {
+            reloaded: false,
+            added: Vec::new(),
+            kept: Vec::new(),
+            removed: Vec::new(),
+            not_replaced: Vec::new(),
+            needs_restart: Vec::new(),
+            errors: error
+                .lines()
+                .map(|l| l.trim().trim_start_matches("- ").to_owned())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        }
+    }
+}
+
 /// Shared state of the admin listener.
 pub struct AdminState {
     gateway: Gateway,
     token: Option<Token>,
     config: ArcSwap<ConfigInfo>,
     listener_up: AtomicBool,
+    reload: std::sync::OnceLock<Arc<dyn Reload>>,
 }
 
 impl AdminState {
@@ -112,7 +173,18 @@ impl AdminState {
             token: token.as_ref().and_then(Token::new),
             config: ArcSwap::from_pointee(config),
             listener_up: AtomicBool::new(false),
+            reload: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs what `POST /api/v1/reload` runs (once; without it the route answers 501).
+    pub fn set_reload(&self, reload: Arc<dyn Reload>) {
+        let _ = self.reload.set(reload);
+    }
+
+    /// The running configuration file's description (path, SHA-256, load time).
+    pub fn config(&self) -> Arc<ConfigInfo> {
+        self.config.load_full()
     }
 
     /// Marks the EMQX-facing listener as bound (part of readiness).
@@ -135,10 +207,17 @@ impl AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics))
-        .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_token));
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/", get(page)).merge(protected).with_state(state)
+    // The probes stay open: a kubelet's httpGet probe cannot send a token from a Secret, and
+    // they say only "ok" or why the gateway is not ready (no request data, no secrets).
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/", get(page))
+        .merge(protected)
+        .with_state(state)
 }
 
 /// Serves the admin routes on `listener` until `shutdown` completes.
@@ -235,6 +314,16 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let config = state.config.load_full();
     axum::Json(status_report(&state.gateway, &config, state.listener_up.load(Ordering::Acquire)))
+}
+
+async fn reload(State(state): State<Arc<AdminState>>) -> Response {
+    let Some(reload) = state.reload.get() else {
+        return (StatusCode::NOT_IMPLEMENTED, "no configuration file to reload\n").into_response();
+    };
+    match reload.reload().await {
+        Ok(report) => (StatusCode::OK, axum::Json(ReloadAnswer::reloaded(report))).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(ReloadAnswer::refused(&e))).into_response(),
+    }
 }
 
 async fn page() -> Html<&'static str> {

@@ -1,8 +1,11 @@
 //! exhook-gateway's configuration: one TOML file (see `config/gateway.toml`), parsed strictly
 //! (unknown keys are errors), validated with every error naming its key and reason, and
-//! resolved into per-tenant chains. Pure: no I/O beyond [`Config::load`] reading the file.
+//! resolved into per-tenant chains. `include = ["teams.d/*.toml"]` adds one file per team
+//! (rules in [`include`]'s module doc). Pure: no I/O beyond [`Sources::read`] (and
+//! [`Config::load`]) reading the files.
 #![warn(missing_docs)]
 
+pub mod include;
 mod raw;
 mod resolve;
 
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use exhook_hooks::{Hook, HookSet, Version};
 
+pub use include::{Source, Sources};
 pub use resolve::render_chains;
 
 /// A problem with the configuration. Every variant says where and what.
@@ -41,6 +45,25 @@ pub enum ConfigError {
         /// Every problem found, as `key: reason`.
         problems: Vec<String>,
     },
+    /// An included file breaks the include rules or is not valid TOML.
+    #[error("{path} (included by {main}): {message}")]
+    Included {
+        /// The included file.
+        path: PathBuf,
+        /// The main file that includes it.
+        main: PathBuf,
+        /// What is wrong, with line, column and key when toml gives them.
+        message: String,
+    },
+}
+
+/// Which file defined each provider and tenant (`check` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origins {
+    /// Per [`Config::providers`] entry: its file.
+    pub providers: Vec<PathBuf>,
+    /// Per [`Config::tenants`] entry (the default tenant: the main file): its file.
+    pub tenants: Vec<PathBuf>,
 }
 
 pub use exhook_chain::FailedAction;
@@ -242,18 +265,34 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates a file.
+    /// Reads and validates a file and the files its `include` names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::parse(&text, path)
+        Config::from_sources(&Sources::read(path)?).map(|(c, _)| c)
     }
 
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text; `origin` names it in errors. An `include` in it is an
+    /// error: included files are read by [`Config::load`] / [`Sources::read`].
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
-        resolve::resolve(raw).map_err(|problems| ConfigError::Invalid { path: origin.to_owned(), problems })
+        Config::from_sources(&Sources::inline(text, origin)).map(|(c, _)| c)
+    }
+
+    /// Validates every file of a configuration together (pure): the configuration and where
+    /// each provider and tenant was defined.
+    pub fn from_sources(sources: &Sources) -> Result<(Config, Origins), ConfigError> {
+        let origin = &sources.main.path;
+        let raw: raw::RawConfig = toml::from_str(&sources.main.text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        let merged = include::merge(sources, raw)?;
+        let file = |f: usize| sources.files().nth(f).map(|s| s.path.clone()).unwrap_or_default();
+        let origins = Origins {
+            providers: merged.providers.iter().map(|(f, _)| file(*f)).collect(),
+            tenants: std::iter::once(origin.clone()).chain(merged.tenants.iter().map(|(f, _)| file(*f))).collect(),
+        };
+        let include::Merged { raw, providers, tenants } = merged;
+        resolve::resolve(raw).map(|c| (c, origins)).map_err(|problems| ConfigError::Invalid {
+            path: origin.to_owned(),
+            problems: problems.into_iter().map(|p| include::attribute(p, sources, &providers, &tenants)).collect(),
+        })
     }
 }
 

@@ -8,6 +8,9 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
+    /// Included team files (expanded by `include.rs`).
+    #[serde(default)]
+    pub include: Vec<String>,
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]

@@ -485,3 +485,157 @@ key_file = "{key}"
         }
     }
 }
+
+mod include {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    const MAIN: &str = r#"
+include = ["teams.d/*.toml"]
+
+[[providers]]
+name = "audit"
+url = "http://127.0.0.1:9002"
+
+[[tenants]]
+name = "ops"
+cluster_names = ["emqx-ops"]
+providers = ["audit"]
+"#;
+
+    fn team(tenant: &str, provider: &str, extra: &str) -> String {
+        format!(
+            "[[providers]]\nname = \"{provider}\"\nurl = \"http://127.0.0.1:9011\"\n\n[[tenants]]\nname = \"{tenant}\"\ncluster_names = [\"emqx-{tenant}\"]\nproviders = [\"{provider}\", \"audit\"]\n{extra}"
+        )
+    }
+
+    /// A main file and team files in a fresh directory; returns the main file's path.
+    fn layout(dir: &tempfile::TempDir, main: &str, teams: &[(&str, &str)]) -> PathBuf {
+        std::fs::create_dir_all(dir.path().join("teams.d")).unwrap();
+        for (name, text) in teams {
+            std::fs::write(dir.path().join("teams.d").join(name), text).unwrap();
+        }
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, main).unwrap();
+        path
+    }
+
+    fn load(path: &Path) -> Result<(Config, Origins), ConfigError> {
+        Config::from_sources(&Sources::read(path)?)
+    }
+
+    fn error(path: &Path) -> String {
+        load(path).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn teams_are_merged_in_sorted_order_with_their_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = team("team-b", "rules-b", "");
+        let a = team("team-a", "rules-a", "[tenants.chains]\n\"client.authenticate\" = [\"rules-a\"]\n");
+        // Not matched: hidden files, other extensions, subdirectories.
+        let path = layout(&dir, MAIN, &[("b.toml", &b), ("a.toml", &a), (".a.toml.swp", "x"), ("notes.txt", "x")]);
+        std::fs::create_dir_all(dir.path().join("teams.d/sub.toml")).unwrap();
+        let (config, origins) = load(&path).unwrap();
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["audit", "rules-a", "rules-b"]);
+        let tenants: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tenants, ["default", "ops", "team-a", "team-b"]);
+        let teams = dir.path().join("teams.d");
+        assert_eq!(origins.providers, [path.clone(), teams.join("a.toml"), teams.join("b.toml")]);
+        assert_eq!(origins.tenants, [path.clone(), path.clone(), teams.join("a.toml"), teams.join("b.toml")]);
+        assert_eq!(config.tenants[2].chain(Hook::ClientAuthenticate), [1]);
+        let sources = Sources::read(&path).unwrap();
+        assert_eq!(sources.include_dirs, [teams]);
+        assert!(sources.digest_text().contains("a.toml"));
+    }
+
+    #[test]
+    fn without_include_the_digest_is_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = layout(&dir, TWO, &[]);
+        assert_eq!(Sources::read(&path).unwrap().digest_text(), TWO);
+    }
+
+    #[test]
+    fn a_key_outside_the_team_names_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = format!("[server]\nlisten = \"127.0.0.1:0\"\n{}", team("team-a", "rules-a", ""));
+        let path = layout(&dir, MAIN, &[("a.toml", &bad)]);
+        let e = error(&path);
+        assert!(e.contains("teams.d/a.toml") && e.contains(&format!("included by {}", path.display())), "{e}");
+        assert!(e.contains("server"), "{e}");
+    }
+
+    #[test]
+    fn a_team_file_holds_exactly_one_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let two = format!("{}[[tenants]]\nname = \"x\"\ncluster_names = [\"x\"]\n", team("team-a", "rules-a", ""));
+        let path = layout(&dir, MAIN, &[("a.toml", &two)]);
+        let e = error(&path);
+        assert!(e.contains("teams.d/a.toml") && e.contains("exactly one [[tenants]]") && e.contains("found 2"), "{e}");
+        let none = "[[providers]]\nname = \"p\"\nurl = \"http://127.0.0.1:1\"\n";
+        std::fs::write(dir.path().join("teams.d/a.toml"), none).unwrap();
+        assert!(error(&path).contains("found 0"));
+    }
+
+    #[test]
+    fn name_clashes_name_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // rules-a twice (a and b), audit in a team file and in the main file, tenant team-a twice.
+        let a = team("team-a", "rules-a", "");
+        let b =
+            format!("{}[[providers]]\nname = \"audit\"\nurl = \"http://127.0.0.1:1\"\n", team("team-a", "rules-a", ""));
+        let path = layout(&dir, MAIN, &[("a.toml", &a), ("b.toml", &b)]);
+        let e = error(&path);
+        let (fa, fb) = (dir.path().join("teams.d/a.toml"), dir.path().join("teams.d/b.toml"));
+        for needle in [
+            format!("{}: providers[0] (rules-a).name: also defined in {}", fb.display(), fa.display()),
+            format!("{}: providers[1] (audit).name: also defined in {}", fb.display(), path.display()),
+            format!("{}: tenants[0] (team-a).name: also defined in {}", fb.display(), fa.display()),
+        ] {
+            assert!(e.contains(&needle), "missing {needle:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_team_never_names_another_teams_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = team("team-a", "rules-a", "[tenants.chains]\n\"client.authenticate\" = [\"rules-a\", \"rules-b\"]\n");
+        let b = team("team-b", "rules-b", "");
+        let path = layout(&dir, MAIN, &[("a.toml", &a), ("b.toml", &b)]);
+        let e = error(&path);
+        let needle = format!(
+            "{}: tenants[0] (team-a).chains.\"client.authenticate\": provider \"rules-b\" belongs to another team ({})",
+            dir.path().join("teams.d/a.toml").display(),
+            dir.path().join("teams.d/b.toml").display()
+        );
+        assert!(e.contains(&needle), "missing {needle:?} in:\n{e}");
+    }
+
+    #[test]
+    fn problems_of_a_team_carry_its_file_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = team("team-a", "rules-a", "")
+            .replace("url = \"http://127.0.0.1:9011\"", "url = \"http://127.0.0.1:9011\"\ntimeout = \"fast\"");
+        let path = layout(&dir, MAIN, &[("a.toml", &a)]);
+        let e = error(&path);
+        let needle =
+            format!("{}: providers[0] (rules-a).timeout: \"fast\"", dir.path().join("teams.d/a.toml").display());
+        assert!(e.contains(&needle), "missing {needle:?} in:\n{e}");
+    }
+
+    #[test]
+    fn a_named_file_must_exist_and_inline_text_cannot_include() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = layout(&dir, &MAIN.replace("teams.d/*.toml", "teams.d/missing.toml"), &[]);
+        let e = error(&path);
+        assert!(e.contains("teams.d/missing.toml") && e.contains("cannot read"), "{e}");
+        let e = Config::parse(MAIN, Path::new("inline.toml")).unwrap_err().to_string();
+        assert!(e.contains("inline.toml") && e.contains("include:"), "{e}");
+        // An empty teams.d is fine.
+        let path = layout(&dir, MAIN, &[]);
+        assert_eq!(load(&path).unwrap().0.tenants.len(), 2);
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use exhook_config::{Config, ConfigError};
 
 /// The tables a problem's key can start with (`providers[0] (auth).timeout`, `chains."x"`).
-const ROOTS: [&str; 6] = ["server", "admin", "providers", "tenants", "chains", "default_tenant"];
+const ROOTS: [&str; 7] = ["include", "server", "admin", "providers", "tenants", "chains", "default_tenant"];
 
 /// Inputs that would make validation read an endless or blocking file (`/dev/zero`,
 /// `/proc/self/fd/0`): validation reads the token and TLS files a config names, which is

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+mod reload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,11 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "config/gateway.toml")]
         config: PathBuf,
+        /// Watch the configuration file's directory and reload when the file's content changes
+        /// (editors' rename-over, Kubernetes ConfigMap `..data` swaps); SIGHUP and
+        /// `POST /api/v1/reload` work either way.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a configuration file and print the resolved chains per tenant.
     Check {
@@ -73,7 +79,7 @@ fn parse_version(s: &str) -> Result<exhook_hooks::Version, String> {
 /// `[server] worker_threads` of the file `run` will serve (read before the runtime starts;
 /// errors are reported by the real load just after).
 fn worker_threads(cli: &Cli) -> Option<usize> {
-    let Command::Run { config } = &cli.command else { return None };
+    let Command::Run { config, .. } = &cli.command else { return None };
     Config::load(config).ok()?.server.worker_threads
 }
 
@@ -102,9 +108,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => {
+            Command::Run { config, watch } => {
                 init_logs(cli.log_format, "info");
-                run(config).await
+                run(config, watch).await
             }
             Command::Check { config } => check(config),
             #[cfg(feature = "demo")]
@@ -124,15 +130,26 @@ fn main() -> std::process::ExitCode {
 }
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let sources = exhook_config::Sources::read(&path)?;
+    let (config, origins) = Config::from_sources(&sources)?;
     println!("{}: OK ({} providers, {} tenants)", path.display(), config.providers.len(), config.tenants.len());
+    if !sources.included.is_empty() {
+        println!("defined in:");
+        for (p, file) in config.providers.iter().zip(&origins.providers) {
+            println!("  provider {:<24} {}", p.name, file.display());
+        }
+        for (t, file) in config.tenants.iter().zip(&origins.tenants).skip(1) {
+            println!("  tenant   {:<24} {}", t.name, file.display());
+        }
+    }
     print!("{}", exhook_config::render_chains(&config));
     Ok(())
 }
 
-async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let config = Config::parse(&text, &path)?;
+async fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
+    let sources = exhook_config::Sources::read(&path)?;
+    let (config, _) = Config::from_sources(&sources)?;
+    let text = sources.digest_text();
     let admin = config.admin.clone();
     let drain_timeout = config.server.drain_timeout;
     let listeners = exhook_server::Listeners::bind(&config).await?;
@@ -145,6 +162,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         None => None,
     };
     let admin_state = AdminState::new(gateway.clone(), token, ConfigInfo::new(Some(&path), &text));
+    let reloader = reload::Reloader::new(path.clone(), &sources, gateway.clone(), Arc::clone(&admin_state));
+    admin_state.set_reload(Arc::clone(&reloader) as Arc<dyn exhook_admin::Reload>);
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut admin_task = None;
     if admin.enabled {
@@ -173,7 +192,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     #[cfg(unix)]
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(hup, path.clone(), gateway.clone(), Arc::clone(&admin_state)));
+    tokio::spawn(reload_on_sighup(hup, Arc::clone(&reloader)));
+    let watch_task = watch.then(|| reload::spawn_watch(Arc::clone(&reloader), stopping.clone()));
     let addrs = listeners.addrs();
     for (key, addr) in &addrs {
         tracing::info!(listener = %key, %addr, "EMQX-facing listener");
@@ -217,45 +237,20 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     if let Some(t) = admin_task {
         let _ = t.await;
     }
+    if let Some(t) = watch_task {
+        let _ = t.await;
+    }
     tracing::info!("exhook-gateway stopped");
     Ok(())
 }
 
-/// SIGHUP: re-read the file; a valid one replaces the running configuration atomically
-/// (unchanged providers keep their connections and breaker state); an invalid one is
-/// reported and the running configuration stays.
+/// SIGHUP: re-read the file through the one reload path ([`reload::Reloader`]): a valid file
+/// replaces the running configuration atomically (unchanged providers keep their connections
+/// and breaker state); an invalid one is reported and the running configuration stays.
 #[cfg(unix)]
-async fn reload_on_sighup(
-    mut hup: tokio::signal::unix::Signal,
-    path: PathBuf,
-    gateway: Gateway,
-    admin: Arc<AdminState>,
-) {
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, reloader: Arc<reload::Reloader>) {
     while hup.recv().await.is_some() {
-        let loaded = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))
-            .and_then(|text| Ok((Config::parse(&text, &path)?, text)));
-        let reloaded = match loaded {
-            Ok((config, text)) => gateway.reload(config).await.map(|r| (r, text)).map_err(anyhow::Error::from),
-            Err(e) => Err(e),
-        };
-        match reloaded {
-            Ok((report, text)) => {
-                gateway.metrics().reload(true);
-                admin.set_config(ConfigInfo::new(Some(&path), &text));
-                tracing::info!(added = ?report.added, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
-                if !report.not_replaced.is_empty() {
-                    tracing::warn!(providers = ?report.not_replaced, "changed providers not loaded in time: their running instances stay");
-                }
-                if !report.needs_restart.is_empty() {
-                    tracing::warn!(settings = ?report.needs_restart, "these changes take effect after a restart");
-                }
-            }
-            Err(e) => {
-                gateway.metrics().reload(false);
-                tracing::error!(error = %format!("{e:#}"), "configuration NOT reloaded; the running one stays");
-            }
-        }
+        let _ = reloader.reload("sighup").await;
     }
 }
 

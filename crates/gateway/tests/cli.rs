@@ -24,7 +24,19 @@ fn check_prints_resolved_chains_of_the_shipped_config() {
     let out = bin().args(["check", "--config"]).arg(repo_file("config/gateway.toml")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("OK (2 providers, 3 tenants)"), "{stdout}");
+    assert!(stdout.contains("OK (3 providers, 4 tenants)"), "{stdout}");
+    // Which file defined which provider and tenant (config/teams.d/ holds one team).
+    let main = repo_file("config/gateway.toml").display().to_string();
+    let team = repo_file("config/teams.d/factory-c.toml").display().to_string();
+    for (line, file) in [
+        ("provider auth ", &main),
+        ("provider factory-c-rules ", &team),
+        ("tenant   factory-a ", &main),
+        ("tenant   factory-c ", &team),
+    ] {
+        let found = stdout.lines().find(|l| l.trim_start().starts_with(line));
+        assert!(found.is_some_and(|l| l.trim_end().ends_with(file.as_str())), "{line}in {file}: {stdout}");
+    }
     assert!(stdout.contains("tenant default (cluster_name: none: unknown clusters are refused)"), "{stdout}");
     assert!(stdout.contains("tenant factory-a (cluster_name: emqx-factory-a)"), "{stdout}");
     // Exactly which providers each tenant can reach.
@@ -34,15 +46,17 @@ fn check_prints_resolved_chains_of_the_shipped_config() {
         [
             "  reaches no provider",
             "  reaches auth, audit (and no other provider)",
-            "  reaches audit (and no other provider)"
+            "  reaches audit (and no other provider)",
+            "  reaches audit, factory-c-rules (and no other provider)"
         ],
         "{stdout}"
     );
     let authn: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("client.authenticate")).collect();
-    assert_eq!(authn.len(), 3, "{stdout}");
+    assert_eq!(authn.len(), 4, "{stdout}");
     assert!(authn[0].ends_with("(none)"), "{}", authn[0]);
     assert!(authn[1].contains("chain") && authn[1].ends_with("auth -> audit"), "{}", authn[1]);
     assert!(authn[2].contains("registered") && authn[2].ends_with("audit"), "{}", authn[2]);
+    assert!(authn[3].contains("chain") && authn[3].ends_with("factory-c-rules"), "{}", authn[3]);
 }
 
 #[test]
