@@ -168,7 +168,9 @@ fn check_objects(objects: &[Value], image: &str, namespace: Option<&str>) {
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     assert_eq!(c["image"], image);
-    assert_eq!(c["args"], serde_json::json!(["run", "--config", "/etc/exhook-gateway/gateway.toml"]));
+    assert_eq!(c["args"], serde_json::json!(["run", "--watch", "--config", "/etc/exhook-gateway/config/gateway.toml"]));
+    let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
+    assert!(mounts.iter().all(|m| m.get("subPath").is_none()), "no subPath mounts: the kubelet never updates them");
     let sc = &c["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
     assert_eq!(sc["runAsUser"], 65532);
@@ -432,7 +434,7 @@ fn configmap_gateway_toml_is_valid() {
     ca.issue(&exhook_testpki::Leaf::new(&["exhook-gateway.exhook.svc.cluster.local"])).write(&etc.join("tls"), "tls");
     std::fs::write(etc.join("admin/token"), "0123456789abcdef\n").unwrap();
     let deployment = read(&format!("{BASE}/deployment.yaml"));
-    for mounted in ["/etc/exhook-gateway/gateway.toml", "/etc/exhook-gateway/tls", "/etc/exhook-gateway/admin"] {
+    for mounted in ["/etc/exhook-gateway/config", "/etc/exhook-gateway/tls", "/etc/exhook-gateway/admin"] {
         assert!(deployment.contains(&format!("mountPath: {mounted}")), "deployment.yaml mounts {mounted}");
     }
     for dir_ in [BASE, OVERLAY] {
