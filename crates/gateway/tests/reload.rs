@@ -18,7 +18,7 @@ use common::*;
 use exhook_hooks::{Hook, Version};
 use exhook_proto::model::valued_response::{ResponsedType, Value};
 use exhook_sim::{EmqxClient, Reply, SimProvider};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TOKEN: &str = "reload-test-token-31c7";
 
@@ -356,24 +356,6 @@ async fn the_directory_can_disappear_and_come_back() {
     let _ = gw.child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&token_file);
-}
-
-/// A plain HTTP/1.1 POST with an empty body; status code and body.
-async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin listener");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    s.write_all(
-        format!("POST {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

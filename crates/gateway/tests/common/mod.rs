@@ -130,11 +130,23 @@ async fn futures_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item
 
 /// A plain HTTP/1.1 GET; returns status code and body.
 pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    http_request(addr, "GET", path, token).await
+}
+
+/// A plain HTTP/1.1 POST with an empty body; returns status code and body.
+pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    http_request(addr, "POST", path, token).await
+}
+
+async fn http_request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin listener");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let length = if method == "GET" { "" } else { "Content-Length: 0\r\n" };
+    s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}{length}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
