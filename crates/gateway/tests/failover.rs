@@ -26,7 +26,6 @@ use common::*;
 use exhook_hooks::Version;
 use exhook_proto::model::valued_response::ResponsedType;
 use exhook_sim::{EmqxClient, Reply, SimProvider, valued};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The environment variable that makes this test binary the provider process.
 const PROVIDER_ARGS: &str = "EXHOOK_FAILOVER_PROVIDER_ARGS";
@@ -255,17 +254,7 @@ impl Lab {
             .env(PROVIDER_ARGS, format!("{ip}:7000"))
             .stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the provider process");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("provider process ended before listening");
-                if let Some((_, addr)) = line.split_once("listening on ") {
-                    return addr.trim().parse().expect("readiness line");
-                }
-            }
-        })
-        .await
-        .expect("provider process did not start");
+        let (addr, mut lines) = listening_addr(child.stdout.take().unwrap()).await;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.keep("provider", child);
         addr

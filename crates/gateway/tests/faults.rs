@@ -49,18 +49,7 @@ impl ProviderProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the provider process");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        // The test harness prints a line of its own first.
-        let addr = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("provider process ended before listening");
-                if let Some((_, addr)) = line.split_once("listening on ") {
-                    return addr.trim().parse().expect("readiness line");
-                }
-            }
-        })
-        .await
-        .expect("provider process did not start");
+        let (addr, _) = listening_addr(child.stdout.take().unwrap()).await;
         ProviderProcess { child, addr, args }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! [`Gateway`] serves `HookProvider` of `emqx.exhook.v1`, `v2` and `v3` on one listener
 //! (the gRPC path selects the package), converts every call into the internal model, picks
-//! the tenant by `RequestMeta.cluster_name`, and runs the tenant's chain for the hook:
+//! the tenant by the caller's identity (own listener, client certificate) or else its
+//! `RequestMeta.cluster_name`, and runs the tenant's chain for the hook:
 //! a fold for valued hooks, queued (or awaited) delivery for notifications.
 //!
 //! The routing tables, providers and metric handles form one snapshot ([`exec::Runtime`]),

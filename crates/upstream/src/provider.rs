@@ -367,7 +367,9 @@ impl Provider {
     /// it got an answer (or timed out, or failed with a status), and its result — except a
     /// valued answer's, which only the chain can read (`continue`, `stop` or `ignore`).
     fn record_call<D>(&self, hook: Hook, result: &Result<D, CallError>, elapsed: Duration) {
-        let Some(m) = self.metrics.load_full() else { return };
+        // A guard, not a clone: no reference count taken on the per-call path.
+        let slot = self.metrics.load();
+        let Some(m) = slot.as_deref() else { return };
         match result {
             Ok(_) if hook.kind() == exhook_hooks::HookKind::Valued => {
                 m.handles.provider_latency(m.index, hook, elapsed);

@@ -189,3 +189,25 @@ pub fn gateway_process(args: &[&str], config: Option<&Path>, rust_log: Option<&s
         .spawn()
         .expect("start exhook-gateway")
 }
+
+/// Lines of a child's stdout.
+pub type StdoutLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Waits (at most 10 s) for a provider process's readiness line `... listening on <addr>` on
+/// its stdout (the test harness prints lines of its own first); the address, and the rest of
+/// the lines.
+pub async fn listening_addr(stdout: tokio::process::ChildStdout) -> (SocketAddr, StdoutLines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("provider process ended before listening");
+            if let Some((_, addr)) = line.split_once("listening on ") {
+                return addr.trim().parse().expect("readiness line");
+            }
+        }
+    })
+    .await
+    .expect("provider process did not start");
+    (addr, lines)
+}
