@@ -65,6 +65,10 @@ pip_venv() { # venv dir, then packages
 [ -x "$deploy_tools/venv/bin/kubernetes-validate" ] && [ -x "$deploy_tools/venv/bin/yamllint" ] ||
   pip_venv "$deploy_tools/venv" kubernetes-validate==1.37.0 yamllint==1.38.0
 [ -x "$deploy_tools/checkov-venv/bin/checkov" ] || pip_venv "$deploy_tools/checkov-venv" checkov==3.3.30
+# The Python provider kit (sdk/python) for crates/gateway/tests/python_kit.rs: pinned runtimes and
+# the kit itself, reinstalled every run so the venv holds the tree's copy (the test fails on a
+# stale one; ~3 s).
+pip_venv target/python-kit/venv grpcio==1.85.3 protobuf==7.36.2 ./sdk/python
 
 echo "== format"
 cargo fmt --all -- --check

@@ -1,5 +1,5 @@
-//! `exhook-gateway`: run the gateway, check a configuration, or run the demo (feature `demo`,
-//! on by default).
+//! `exhook-gateway`: run the gateway, check a configuration, test a provider's conformance, or
+//! run the demo (feature `demo`, on by default).
 
 #[cfg(feature = "demo")]
 mod demo;
@@ -53,6 +53,11 @@ enum Command {
         #[arg(long, short, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+    /// Check a provider (any language) against what EMQX relies on, before it joins a chain.
+    ///
+    /// Drives it through every hook it registers and prints a check | result | reason table
+    /// (docs/conformance.md). Exit code 0: conforms; 1: a check failed; 2: cannot connect.
+    Conformance(exhook_conformance::cli::Args),
     /// Start built-in example providers and the gateway on loopback, drive an EMQX-like
     /// session through it and print every hook, each provider's answer and the result.
     #[cfg(feature = "demo")]
@@ -106,13 +111,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Conformance(args) => return runtime.block_on(exhook_conformance::cli::main(args)),
+        other => other,
+    };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run { config, watch } => {
                 init_logs(cli.log_format, "info");
                 run(config, watch).await
             }
             Command::Check { config } => check(config),
+            // Answered above, with its own exit codes (0 conforms, 1 a check failed, 2 cannot connect).
+            Command::Conformance(_) => Ok(()),
             #[cfg(feature = "demo")]
             Command::Demo { emqx, password, admin } => {
                 init_logs(cli.log_format, "warn");

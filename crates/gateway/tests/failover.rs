@@ -623,18 +623,10 @@ async fn timed_failover_across_hosts() {
             // connection (at most one per caller) never leave it: a client with gRPC's
             // transparent retry sends them again, one without (tonic's Channel) fails them.
             // Nothing the replica accepted may fail, answer wrongly or hang.
-            "SIGTERM" => {
-                if failed > 0 || retried > in_flight {
-                    problems.push(format!(
-                        "SIGTERM: {failed} failed calls, {retried} never sent (at most {in_flight}): {:?}",
-                        calls
-                            .iter()
-                            .filter(|c| !c.ok && c.end >= *at && c.end < until)
-                            .map(|c| &c.error)
-                            .collect::<Vec<_>>()
-                    ))
-                }
-            }
+            "SIGTERM" if failed > 0 || retried > in_flight => problems.push(format!(
+                "SIGTERM: {failed} failed calls, {retried} never sent (at most {in_flight}): {:?}",
+                calls.iter().filter(|c| !c.ok && c.end >= *at && c.end < until).map(|c| &c.error).collect::<Vec<_>>()
+            )),
             "SIGKILL" | "cut" if failed > in_flight * 2 => {
                 problems.push(format!("{name}: {failed} failed calls > 2 x {in_flight} in flight"))
             }
