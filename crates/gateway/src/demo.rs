@@ -1,17 +1,31 @@
-//! `exhook-gateway demo`: three example providers written for three different EMQX lines,
-//! the gateway in front of them, and a simulated EMQX session, all on loopback.
+//! `exhook-gateway demo`: three of the Rust kit's example providers
+//! (`exhook_provider::examples`, the code behind `cargo run -p exhook-provider --example NAME`),
+//! each called by the gateway in the package of a different EMQX line, the gateway in front of
+//! them, and a simulated EMQX session, all on loopback.
+//!
+//! | demo name | example | configured as | package |
+//! |---|---|---|---|
+//! | `denylist` | `deny_list` | `--deny mallory` | v3 (EMQX 5.9+) |
+//! | `rewriter` | `payload_rewriter` | `--topic sensors/raw/#` | v2 (EMQX 5.0–5.8) |
+//! | `audit` | `audit_log` | JSON lines into memory | v1 (EMQX 4.x) |
+//!
+//! The kit serves every package on one port; the `protocol` of each `[[providers]]` entry makes
+//! the gateway call it in that one. Each runs inside a [`Witness`], which logs what the example
+//! receives (at `debug`) and checks the password of every `client.authenticate`.
 //!
 //! The simulated clients authenticate with a password (`--password`): the gateway forwards it
 //! to the providers, and the demo checks that the deny-list provider received it intact, but it
-//! is never printed: the demo logs every request it sends and the providers log what they
-//! receive (at `debug`), and `ClientInfo`'s `Debug` redacts it. With `--admin`, the admin plane
+//! is never printed: the demo logs every request it sends and the providers' witnesses log what
+//! they receive, and `ClientInfo`'s `Debug` redacts it. With `--admin`, the admin plane
 //! (`/metrics`, `/api/v1/status`, the status page) serves the demo's gateway, which then stays
 //! up after the session until Ctrl-C or SIGTERM.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use exhook_chain::Ending;
@@ -19,11 +33,13 @@ use exhook_config::Config;
 use exhook_hooks::{Hook, Version};
 use exhook_proto::Secret;
 use exhook_proto::model::{self, ValuedResponse, valued_response::ResponsedType, valued_response::Value};
-use exhook_proto::{v1, v3};
+use exhook_provider::examples::{audit_log::AuditLog, deny_list::DenyList, payload_rewriter::PayloadRewriter};
+use exhook_provider::{Decision, Provider, Publish, RequestExt};
 use exhook_server::observe::{CallEvent, Observer, StepEvent, StepResult};
 use exhook_server::{Gateway, outcome_name};
+use exhook_sim::EmqxClient;
 use exhook_sim::sample::{self, meta};
-use exhook_sim::{EmqxClient, Reply, SimProvider};
+use tokio::sync::oneshot;
 
 /// Prints each provider's turn and each answer, as they happen.
 struct Printer {
@@ -109,68 +125,145 @@ fn message(topic: &str, payload: &str) -> Option<model::Message> {
     Some(sample::message("sensor-1", topic, payload))
 }
 
-async fn start_providers() -> anyhow::Result<(SimProvider, SimProvider, SimProvider)> {
-    // A deny-list authenticator written for EMQX 5.9+ (v3).
-    let denylist = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .script(|call| match call.hook {
-            Hook::ClientAuthenticate => {
-                // Decoded as its own package, as a provider written for 5.9+ would.
-                let r: v3::ClientAuthenticateRequest = call.request();
-                tracing::debug!(request = ?r, "denylist [v3] received");
-                let user = r.clientinfo.map(|c| c.username).unwrap_or_default();
-                if user == "mallory" {
-                    Reply::bool(ResponsedType::StopAndReturn, false)
-                } else {
-                    Reply::bool(ResponsedType::Continue, true)
-                }
-            }
-            _ => Reply::Default,
-        })
-        .start()
-        .await?;
-    // A topic rewriter written for EMQX 5.0-5.8 (v2): sensors/raw/# -> sensors/clean/#.
-    let rewriter = SimProvider::builder(Version::V2)
-        .hook_topics("message.publish", &["sensors/raw/#"])
-        .script(|call| match call.hook {
-            Hook::MessagePublish => {
-                let r: model::MessagePublishRequest = call.request();
-                let mut m = r.message.unwrap_or_default();
-                m.topic = m.topic.replacen("sensors/raw/", "sensors/clean/", 1);
-                Reply::message(ResponsedType::Continue, m)
-            }
-            _ => Reply::Default,
-        })
-        .start()
-        .await?;
-    // An audit logger written for EMQX 4.x (v1): sees everything, changes nothing.
-    let audit = SimProvider::builder(Version::V1)
-        .hooks(&[
-            "client.authenticate",
-            "client.connected",
-            "client.disconnected",
-            "session.created",
-            "message.publish",
-            "message.delivered",
-        ])
-        .script(|call| {
-            if call.hook == Hook::ClientAuthenticate {
-                let r: v1::ClientAuthenticateRequest = call.request();
-                tracing::debug!(request = ?r, "audit [v1] received");
-            } else {
-                tracing::debug!(hook = %call.hook, "audit [v1] received");
-            }
-            Reply::Default
-        })
-        .start()
-        .await?;
-    Ok((denylist, rewriter, audit))
+/// An example provider as the demo runs it: every request is handed to the example unchanged;
+/// the witness logs it first (at `debug`, where `ClientInfo`'s `Debug` redacts the password)
+/// and, for `client.authenticate`, compares the password with the one the simulated EMQX sent.
+/// It registers exactly what the example registers.
+struct Witness<P> {
+    name: &'static str,
+    example: P,
+    password: Secret<String>,
+    seen: Arc<Seen>,
+}
+
+/// What a witness saw of the passwords.
+#[derive(Default)]
+struct Seen {
+    authenticates: AtomicUsize,
+    intact: AtomicUsize,
+}
+
+macro_rules! witnessed {
+    ($( $method:ident($req:ident) $(-> $out:ty)?; )*) => {$(
+        async fn $method(&self, request: &model::$req) $(-> $out)? {
+            tracing::debug!(?request, "{} received", self.name);
+            self.example.$method(request).await
+        }
+    )*};
+}
+
+impl<P: Provider> Provider for Witness<P> {
+    const HOOKS: &'static [Hook] = P::HOOKS;
+
+    fn topics(&self) -> Vec<String> {
+        self.example.topics()
+    }
+
+    async fn client_authenticate(&self, request: &model::ClientAuthenticateRequest) -> Decision {
+        tracing::debug!(?request, "{} received", self.name);
+        self.seen.authenticates.fetch_add(1, Ordering::Relaxed);
+        // Forwarded untouched by the gateway (only its text forms are redacted).
+        if request.client().password == *self.password.expose() {
+            self.seen.intact.fetch_add(1, Ordering::Relaxed);
+        }
+        self.example.client_authenticate(request).await
+    }
+
+    witnessed! {
+        provider_loaded(ProviderLoadedRequest);
+        provider_unloaded(ProviderUnloadedRequest);
+        client_authorize(ClientAuthorizeRequest) -> Decision;
+        message_publish(MessagePublishRequest) -> Publish;
+        client_connect(ClientConnectRequest);
+        client_connack(ClientConnackRequest);
+        client_connected(ClientConnectedRequest);
+        client_disconnected(ClientDisconnectedRequest);
+        client_subscribe(ClientSubscribeRequest);
+        client_unsubscribe(ClientUnsubscribeRequest);
+        session_created(SessionCreatedRequest);
+        session_subscribed(SessionSubscribedRequest);
+        session_unsubscribed(SessionUnsubscribedRequest);
+        session_resumed(SessionResumedRequest);
+        session_discarded(SessionDiscardedRequest);
+        session_takenover(SessionTakenoverRequest);
+        session_terminated(SessionTerminatedRequest);
+        message_delivered(MessageDeliveredRequest);
+        message_dropped(MessageDroppedRequest);
+        message_acked(MessageAckedRequest);
+    }
+}
+
+/// The audit log's output: JSON lines, kept in memory for the demo to print.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// One example provider serving on a loopback port until the demo ends.
+struct Running {
+    url: String,
+    seen: Arc<Seen>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), exhook_provider::ServeError>>,
+}
+
+impl Running {
+    async fn start<P: Provider>(name: &'static str, example: P, password: &Secret<String>) -> anyhow::Result<Running> {
+        let seen = Arc::new(Seen::default());
+        let witness = Witness { name, example, password: password.clone(), seen: Arc::clone(&seen) };
+        let listening = exhook_provider::Server::new(witness).bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listening.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(listening.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Running { url, seen, stop, task })
+    }
+
+    /// Stops serving once the calls in flight and the queued notifications are done.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        Ok(self.task.await.context("provider task")??)
+    }
+}
+
+struct Providers {
+    denylist: Running,
+    rewriter: Running,
+    audit: Running,
+    audit_lines: Lines,
+}
+
+async fn start_providers(password: &Secret<String>) -> anyhow::Result<Providers> {
+    // exhook_provider::examples::deny_list: `deny()` for mallory, `ignore()` for the rest.
+    let denylist = Running::start("denylist [v3]", DenyList::new(["mallory"]), password).await?;
+    // exhook_provider::examples::payload_rewriter: a JSON envelope around sensors/raw/# payloads.
+    let rewriter = Running::start("rewriter [v2]", PayloadRewriter::new(["sensors/raw/#"]), password).await?;
+    // exhook_provider::examples::audit_log: JSON lines of what happened, never the password.
+    let audit_lines = Lines::default();
+    let audit = Running::start("audit [v1]", AuditLog::new(audit_lines.clone()), password).await?;
+    Ok(Providers { denylist, rewriter, audit, audit_lines })
 }
 
 /// Runs the demo with a simulated EMQX speaking `options.emqx`'s package.
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let Options { emqx, password, admin } = options;
-    let (denylist, rewriter, audit) = start_providers().await.context("starting example providers")?;
+    let Providers { denylist, rewriter, audit, audit_lines } =
+        start_providers(&password).await.context("starting example providers")?;
     let toml = format!(
         r#"
 [server]
@@ -179,7 +272,7 @@ listen = "127.0.0.1:0"
 [[providers]]
 name = "denylist"
 url = "{}"
-protocol = "auto"
+protocol = "v3"
 timeout = "300ms"
 failed_action = "deny"
 
@@ -193,23 +286,21 @@ failed_action = "ignore"
 [[providers]]
 name = "audit"
 url = "{}"
-protocol = "auto"
+protocol = "v1"
 timeout = "100ms"
 failed_action = "ignore"
 
 [chains]
 "client.authenticate" = ["denylist", "audit"]
-"message.publish" = ["rewriter", "audit"]
+"message.publish" = ["rewriter"]
 "#,
-        denylist.url(),
-        rewriter.url(),
-        audit.url()
+        denylist.url, rewriter.url, audit.url
     );
     let config = Config::parse(&toml, Path::new("<demo>"))?;
-    println!("exhook-gateway demo: three providers, each written for a different EMQX line");
-    println!("  denylist [v3] deny-list authenticator      {}", denylist.url());
-    println!("  rewriter [v2] topic rewriter (sensors/raw/#) {}", rewriter.url());
-    println!("  audit    [v1] audit logger (4.x provider)   {}", audit.url());
+    println!("exhook-gateway demo: three of the Rust kit's examples, each called in a different EMQX line's package");
+    println!("  denylist [v3] examples::deny_list --deny mallory              {}", denylist.url);
+    println!("  rewriter [v2] examples::payload_rewriter --topic sensors/raw/# {}", rewriter.url);
+    println!("  audit    [v1] examples::audit_log (JSON lines)                {}", audit.url);
     println!("resolved chains:");
     for line in exhook_config::render_chains(&config).lines().filter(|l| !l.contains("(none)")) {
         println!("  {line}");
@@ -278,7 +369,7 @@ failed_action = "ignore"
             println!("\n=> {}", $label);
             let request = $req;
             tracing::debug!(?request, "simulated EMQX sends {}", $label);
-            emqx_client.$kind(&request).await.with_context(|| $label.to_string())?;
+            emqx_client.$kind(&request).await.with_context(|| $label.to_string())?
         }};
     }
     step!(
@@ -333,7 +424,7 @@ failed_action = "ignore"
             meta: m.clone()
         }
     );
-    step!(
+    let published = step!(
         "OnMessagePublish sensors/raw/1",
         valued,
         model::MessagePublishRequest {
@@ -347,12 +438,17 @@ failed_action = "ignore"
         valued,
         model::MessagePublishRequest { message: message("alerts/door", "open"), meta: m.clone(), ..Default::default() }
     );
+    // EMQX delivers the message the chain folded to: the rewriter's envelope.
+    let delivered = match published.value {
+        Some(Value::Message(m)) => m,
+        _ => anyhow::bail!("the publish chain did not return the rewritten message"),
+    };
     step!(
-        "OnMessageDelivered sensors/clean/1 to alice",
+        "OnMessageDelivered sensors/raw/1 (rewritten) to alice",
         notify,
         model::MessageDeliveredRequest {
             clientinfo: client_info("alice-1", "alice", &password),
-            message: message("sensors/clean/1", "21.5C"),
+            message: Some(delivered),
             meta: m.clone()
         }
     );
@@ -368,26 +464,24 @@ failed_action = "ignore"
     step!("OnProviderUnloaded", notify, model::ProviderUnloadedRequest { meta: m.clone() });
 
     // Notifications were acknowledged before delivery; show that they arrived, in order.
-    let delivered = audit.wait_for(Hook::ClientDisconnected, 1, Duration::from_secs(2)).await;
-    println!("\naudit [v1] received, in order:");
-    for c in audit.calls().iter().filter(|c| c.hook != Hook::ProviderLoaded) {
-        let name = c.hook.hookpoint(Version::V1).unwrap_or(c.hook.rpc(Version::V1));
-        println!("    {name}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !audit_lines.text().contains(r#""event":"disconnected""#) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if delivered.is_empty() {
+    let written = audit_lines.text();
+    println!("\naudit [v1] received, in order: (the JSON lines examples::audit_log wrote)");
+    for line in written.lines() {
+        println!("    {line}");
+    }
+    if !written.contains(r#""event":"disconnected""#) {
         anyhow::bail!("audit provider did not receive the queued notifications");
     }
 
     // The gateway must forward the password untouched (only its text forms are redacted).
-    let authenticates = denylist.calls_of(Hook::ClientAuthenticate);
-    let intact = !authenticates.is_empty()
-        && authenticates.iter().all(|c| {
-            let r: v3::ClientAuthenticateRequest = c.request();
-            r.clientinfo.is_some_and(|ci| ci.password == *password.expose())
-        });
+    let authenticates = denylist.seen.authenticates.load(Ordering::Relaxed);
+    let intact = authenticates > 0 && denylist.seen.intact.load(Ordering::Relaxed) == authenticates;
     println!(
-        "\ndenylist [v3] received the password EMQX sent in each of its {} authenticate calls: {} (compared, never printed)",
-        authenticates.len(),
+        "\ndenylist [v3] received the password EMQX sent in each of its {authenticates} authenticate calls: {} (compared, never printed)",
         if intact { "yes" } else { "NO" }
     );
     if !intact {
@@ -410,5 +504,8 @@ failed_action = "ignore"
     }
     let _ = stop_tx.send(());
     serving.await.context("gateway task")??;
+    for provider in [denylist, rewriter, audit] {
+        provider.stop().await?;
+    }
     Ok(())
 }

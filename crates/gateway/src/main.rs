@@ -98,6 +98,12 @@ fn init_logs(format: LogFormat, default: &str) {
     }
 }
 
+/// mimalloc instead of glibc's malloc: a call allocates a few dozen small buffers (HTTP/2
+/// frames, headers, the decoded request) and frees them on another task; callgrind counted
+/// 8 % fewer instructions per call with it (136.8k -> 125.6k, `scripts/callgrind.sh`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();

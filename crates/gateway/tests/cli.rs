@@ -105,9 +105,9 @@ fn demo_runs_a_session_through_three_packages() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         for expected in [
-            "denylist   [v3] CONTINUE true",
+            "denylist   [v3] IGNORE",
             "<= EMQX gets STOP_AND_RETURN false",
-            "rewriter   [v2] CONTINUE topic=\"sensors/clean/1\"",
+            r#"rewriter   [v2] CONTINUE topic="sensors/raw/1" payload="{\"data\":\"21.5C\""#,
             "rewriter   [v2] skipped (topic filter does not match)",
             "audit [v1] received, in order:",
         ] {

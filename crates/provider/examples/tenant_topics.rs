@@ -1,29 +1,13 @@
 //! Topic-prefix authorizer per tenant: a client `user@tenant` may publish and subscribe only
-//! under its tenant's prefix. Allowed topics pass on (a later provider may still deny);
-//! anything else, and any client of an unknown tenant, is denied.
+//! under its tenant's prefix. The provider is `exhook_provider::examples::tenant_topics`
+//! (`src/examples/tenant_topics.rs`); this is its command line.
 //!
 //! `cargo run -p exhook-provider --example tenant_topics -- --listen 127.0.0.1:9001 \
 //!     --tenant acme=acme/ --tenant globex=tenants/globex/`
 
 mod common;
 
-use std::collections::HashMap;
-
-use exhook_provider::model::ClientAuthorizeRequest;
-use exhook_provider::{Decision, Provider, RequestExt, allow, deny};
-
-struct TenantTopics(HashMap<String, String>);
-
-#[exhook_provider::provider]
-impl Provider for TenantTopics {
-    async fn client_authorize(&self, r: &ClientAuthorizeRequest) -> Decision {
-        let tenant = r.client().username.rsplit_once('@').map(|(_, t)| t);
-        match tenant.and_then(|t| self.0.get(t)) {
-            Some(prefix) if r.topic.starts_with(prefix.as_str()) => allow(),
-            _ => deny(),
-        }
-    }
-}
+use exhook_provider::examples::tenant_topics::TenantTopics;
 
 #[tokio::main]
 async fn main() -> Result<(), exhook_provider::ServeError> {
@@ -32,5 +16,5 @@ async fn main() -> Result<(), exhook_provider::ServeError> {
         let (name, prefix) = t.split_once('=')?;
         Some((name.to_owned(), prefix.to_owned()))
     });
-    common::run(&args, TenantTopics(tenants.collect())).await
+    common::run(&args, TenantTopics::new(tenants)).await
 }

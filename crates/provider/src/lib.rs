@@ -6,6 +6,8 @@
 extern crate self as exhook_provider;
 
 pub mod answer;
+#[cfg(feature = "examples")]
+pub mod examples;
 pub mod health;
 mod provider;
 mod server;

@@ -1,17 +1,21 @@
-//! A lean unary gRPC client on one HTTP/2 connection (hyper), used for every provider call.
+//! A lean unary gRPC client on one HTTP/2 connection (the `h2` crate), used for every provider
+//! call.
 //!
 //! tonic's `Channel` routes each request through a `tower::buffer` worker task before the
-//! HTTP/2 connection task: one more task hop (a cross-thread wake-up) per call, and a single
-//! task all callers queue behind. Profiling the gateway showed that hop and tonic's streaming
-//! codec machinery among the largest costs of a call, so calls go straight to hyper's HTTP/2
-//! `SendRequest` with a pre-encoded body, and the reply is read in one piece. The connection is
-//! opened lazily, re-opened after it closes, and opened by one caller at a time.
+//! HTTP/2 connection task, and hyper's client spawns two more tasks per request (one piping
+//! the request body, one for the response): task hops and wake-ups per call, and a single
+//! task all callers queue behind. So calls go straight to `h2`'s `SendRequest` -- the HTTP/2
+//! implementation hyper itself uses -- with a pre-encoded body sent in the same step as the
+//! headers, and the reply is read in one piece in the caller's own task (callgrind: the
+//! hyper client layer was about a tenth of a call's instructions). The connection is opened
+//! lazily, re-opened after it closes, and opened by one caller at a time; an idle connection
+//! is pinged every 30 s and dropped when a ping is not answered within 10 s.
 //!
 //! A reply is bounded while it arrives ([`ReplyLimit`], the provider's `max_reply_bytes`):
 //! the length in its message prefix is checked on the first data frame, and a reply that
 //! announces more, or sends more than it announced, is dropped at once, which resets the
 //! stream (RST_STREAM CANCEL). The gateway holds at most the limit plus the 5-byte prefix
-//! of it, and HTTP/2 flow control (hyper's 2 MiB stream window) bounds what is in transit.
+//! of it, and HTTP/2 flow control (a 2 MiB stream window) bounds what is in transit.
 //!
 //! `https` URLs get TLS (rustls) under the HTTP/2 connection: ALPN `h2`, the configured
 //! server name (or the URL's host) verified and sent as SNI. The TLS files are re-read when
@@ -21,6 +25,7 @@
 //! names its cause: unknown CA, expired, name mismatch, timeout.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -28,13 +33,35 @@ use bytes::{BufMut, Bytes, BytesMut};
 use exhook_metrics::Limit;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Uri, header};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tonic::{Code, Status};
 
-type Sender = SendRequest<Full<Bytes>>;
+/// HTTP/2 flow-control windows offered to the provider (hyper's client defaults, kept when
+/// the client moved to `h2`): a reply of up to 2 MiB arrives without waiting for an update.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+/// Keep-alive: an idle connection is pinged this often, and dropped when the pong is late.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The open connection's request handle; `closed` is set when its connection task ends.
+#[derive(Clone)]
+struct Sender {
+    send: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("closed", &self.is_closed()).finish()
+    }
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
 
 /// gRPC's message prefix: a compression flag and a 4-byte big-endian length.
 const PREFIX: usize = 5;
@@ -251,21 +278,17 @@ impl Connection {
 /// A failed send, with the TLS cause when there is one: with TLS 1.3 a server that refuses
 /// the client certificate says so only after the client's handshake completed, so the
 /// alert surfaces on the first request.
-fn describe_send_error(e: &hyper::Error, host: &str) -> String {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
-                return exhook_tls::describe_handshake_error(io, host);
-            }
-            // tokio-rustls reports a received alert as text.
-            if io.to_string().contains("fatal alert") {
-                return format!(
-                    "TLS: the provider refused the connection ({io}; a client certificate missing or not trusted?)"
-                );
-            }
+fn describe_send_error(e: &h2::Error, host: &str) -> String {
+    if let Some(io) = e.get_io() {
+        if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+            return exhook_tls::describe_handshake_error(io, host);
         }
-        source = s.source();
+        // tokio-rustls reports a received alert as text.
+        if io.to_string().contains("fatal alert") {
+            return format!(
+                "TLS: the provider refused the connection ({io}; a client certificate missing or not trusted?)"
+            );
+        }
     }
     format!("send: {e}")
 }
@@ -275,21 +298,52 @@ async fn handshake<IO>(io: IO) -> Result<Sender, Status>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    {
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| unavailable("HTTP/2 handshake", e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "provider connection closed");
+    let (send, mut connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|e| unavailable("HTTP/2 handshake", e))?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let ping = connection.ping_pong();
+    let flag = Arc::clone(&closed);
+    tokio::spawn(async move {
+        drive(connection, ping).await;
+        flag.store(true, Ordering::Release);
+    });
+    Ok(Sender { send, closed })
+}
+
+/// Drives the connection until it ends; pings it every [`KEEPALIVE_INTERVAL`] and drops it
+/// (which closes it) when the pong does not come within [`KEEPALIVE_TIMEOUT`]: a provider
+/// host gone without a FIN or RST would otherwise hold calls until their timeouts.
+async fn drive<IO>(connection: h2::client::Connection<IO, Bytes>, mut ping: Option<h2::PingPong>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::pin!(connection);
+    let ended = |r: Result<(), h2::Error>| {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "provider connection closed");
+        }
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
+    loop {
+        tokio::select! {
+            r = &mut connection => return ended(r),
+            _ = tick.tick() => {}
+        }
+        let Some(p) = ping.as_mut() else { continue };
+        // The pong arrives through the connection, so it keeps being driven meanwhile.
+        let pong = tokio::time::timeout(KEEPALIVE_TIMEOUT, p.ping(h2::Ping::opaque()));
+        tokio::select! {
+            r = &mut connection => return ended(r),
+            r = pong => if !matches!(r, Ok(Ok(_))) {
+                tracing::debug!("provider connection: keep-alive ping unanswered; closing it");
+                return;
             }
-        });
-        Ok(sender)
+        }
     }
 }
 
@@ -332,7 +386,7 @@ impl Connection {
         timeout: Duration,
         limit: ReplyLimit<'_>,
     ) -> Result<Bytes, Status> {
-        let mut sender = self.sender().await?;
+        let sender = self.sender().await?;
         let mut frame = BytesMut::with_capacity(5 + message.len());
         frame.put_u8(0); // not compressed
         frame.put_u32(u32::try_from(message.len()).map_err(|_| Status::resource_exhausted("message too large"))?);
@@ -351,15 +405,21 @@ impl Connection {
             .header(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"))
             .header(header::TE, HeaderValue::from_static("trailers"))
             .header("grpc-timeout", grpc_timeout(timeout))
-            .body(Full::new(frame.freeze()))
+            .body(())
             .map_err(|e| Status::internal(format!("request: {e}")))?;
-        let response = sender.send_request(request).await.map_err(|e| {
+        let failed = |e: h2::Error| {
             // A dead connection is replaced on the next call.
-            if sender.is_closed() {
+            if sender.is_closed() || e.is_io() || e.is_go_away() {
                 self.sender.store(None);
             }
             Status::unavailable(describe_send_error(&e, self.authority.host()))
-        })?;
+        };
+        // Waits while the provider's SETTINGS_MAX_CONCURRENT_STREAMS are all in use.
+        let mut send = sender.send.clone().ready().await.map_err(failed)?;
+        let (response, mut stream) = send.send_request(request, false).map_err(failed)?;
+        // Queued behind the headers and written with them: no task pipes the body.
+        stream.send_data(frame.freeze(), true).map_err(failed)?;
+        let response = response.await.map_err(failed)?;
         let (parts, mut body) = response.into_parts();
         // Trailers-only answer (an error without a message): the status is in the headers.
         if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
@@ -369,18 +429,15 @@ impl Connection {
             return Err(Status::new(Code::Unknown, format!("HTTP status {}", parts.status)));
         }
         let mut received = Received::default();
-        let mut trailers = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| unavailable("receive", e))?;
-            match frame.into_data() {
-                // Returning drops `body`: hyper resets the stream, and what h2 had buffered
-                // of it is released.
-                Ok(data) => {
-                    received.push(data, limit.max).map_err(|size| limit.exceeded(size, &self.authority, path))?
-                }
-                Err(frame) => trailers = frame.into_trailers().ok(),
-            }
+        while let Some(data) = body.data().await {
+            let data = data.map_err(|e| unavailable("receive", e))?;
+            // The window refills as replies are taken: what is in transit stays bounded.
+            let _ = body.flow_control().release_capacity(data.len());
+            // Returning drops `body` and `stream`: h2 resets the stream (CANCEL), and what it
+            // had buffered of it is released.
+            received.push(data, limit.max).map_err(|size| limit.exceeded(size, &self.authority, path))?;
         }
+        let trailers = body.trailers().await.map_err(|e| unavailable("receive", e))?;
         if let Some(status) = trailers.as_ref().and_then(Status::from_header_map).filter(|s| s.code() != Code::Ok) {
             return Err(status);
         }
