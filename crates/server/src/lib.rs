@@ -10,6 +10,7 @@
 //! read lock-free by every call and replaced atomically by [`Gateway::reload`].
 #![warn(missing_docs)]
 
+mod connection;
 mod deadline;
 mod exec;
 mod listen;
@@ -46,9 +47,6 @@ pub enum ServeError {
         /// What is wrong with it.
         source: tonic::Status,
     },
-    /// The gRPC server failed.
-    #[error("serving: {0}")]
-    Serve(#[from] tonic::transport::Error),
 }
 
 /// What a reload changed.
@@ -346,18 +344,37 @@ impl Gateway {
             (server.max_connections, server.max_concurrent_streams)
         };
         let limit = listen::connection_limit(max_connections, Arc::clone(&self.shared.metrics));
-        let incoming =
-            tokio_stream::wrappers::ReceiverStream::new(listeners.accept(Arc::clone(&self.shared.metrics), limit));
-        tonic::transport::Server::builder()
-            // SETTINGS_MAX_CONCURRENT_STREAMS: a client that respects it (tonic's, hyper's h2)
-            // queues further calls itself; one that does not gets REFUSED_STREAM from h2
-            // before the gateway sees the stream (safe to retry, and not countable here).
-            .max_concurrent_streams(max_streams)
-            .add_service(HookService::<PackageV1>::new(Arc::clone(&self.shared)))
-            .add_service(HookService::<PackageV2>::new(Arc::clone(&self.shared)))
-            .add_service(HookService::<PackageV3>::new(Arc::clone(&self.shared)))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+        let mut incoming = listeners.accept(Arc::clone(&self.shared.metrics), limit);
+        // SETTINGS_MAX_CONCURRENT_STREAMS: a client that respects it (tonic's, hyper's h2, EMQX's)
+        // queues further calls itself; one that does not gets REFUSED_STREAM from h2 before the
+        // gateway sees the stream (safe to retry, and not countable here).
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = incoming.recv() => match accepted {
+                    Some(Ok(io)) => {
+                        connections.spawn(connection::serve_connection(
+                            Arc::clone(&self.shared),
+                            io,
+                            max_streams,
+                            stopping.clone(),
+                        ));
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "accept failed"),
+                    None => break,
+                },
+                // Reap finished connections as they end, so the set stays as large as the open ones.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        // No new connections (the accept loops stop with the channel); the open ones close
+        // gracefully once their calls are answered.
+        drop(incoming);
+        let _ = stopping_tx.send(true);
+        while connections.join_next().await.is_some() {}
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 //! * `[[tenants]] listen` (plaintext or `[tenants.tls]`): every call is that tenant's.
 //!
 //! Each accepted connection carries a [`Caller`] (its listener's tenant, its certificate
-//! names) that tonic puts into every request's extensions; the tenant is decided per call
+//! names) that the connection puts into every request's extensions; the tenant is decided per call
 //! from it against the running snapshot (see `exec::Runtime::tenant_of`).
 //!
 //! Every listener takes its connections under one [`ConnectionLimit`] of `server.max_connections`
@@ -290,11 +290,10 @@ pub struct CallerStream {
     _place: ConnectionPermit,
 }
 
-impl tonic::transport::server::Connected for CallerStream {
-    type ConnectInfo = Caller;
-
-    fn connect_info(&self) -> Caller {
-        self.caller.clone()
+impl CallerStream {
+    /// Who is on this connection (put into every request's extensions).
+    pub(crate) fn caller(&self) -> &Caller {
+        &self.caller
     }
 }
 

@@ -92,25 +92,58 @@ where
         let received = Instant::now();
         let method = req.uri().path().rsplit('/').next().unwrap_or("");
         let Some(hook) = Hook::from_rpc(P::VERSION, method) else {
-            return Box::pin(async { Ok(unimplemented()) });
+            return Box::pin(async { Ok(Answer::unimplemented().into_http()) });
         };
         // One snapshot per call: a reload never changes a chain half-way through.
         let runtime = self.shared.current();
-        Box::pin(async move { Ok(route(runtime, P::VERSION, hook, received, req).await) })
+        Box::pin(async move { Ok(route(runtime, P::VERSION, hook, received, req).await.into_http()) })
     }
 }
 
-fn unimplemented() -> http::Response<Body> {
-    Status::unimplemented("Method not found!").into_http()
+/// What a call answers: its one encoded message (with the gRPC prefix), or a status.
+pub(crate) enum Answer {
+    /// `grpc-status: 0` with this message.
+    Message(Bytes),
+    /// An error: a trailers-only response.
+    Status(Status),
 }
 
-async fn route<B>(
+impl Answer {
+    /// The answer to a path that names no RPC of the three packages.
+    pub(crate) fn unimplemented() -> Answer {
+        Answer::Status(Status::unimplemented("Method not found!"))
+    }
+
+    /// The answer as an HTTP response (the tower service's form; the HTTP/2 server writes
+    /// the same frames itself, see `connection.rs`).
+    fn into_http(self) -> http::Response<Body> {
+        match self {
+            Answer::Message(message) => {
+                let mut response = http::Response::new(Body::new(UnaryBody { data: Some(message), trailers: true }));
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+                response
+            }
+            Answer::Status(status) => status.into_http(),
+        }
+    }
+}
+
+/// The path's package and hook: `/emqx.exhook.v3.HookProvider/OnClientAuthenticate`.
+pub(crate) fn hook_of_path(path: &str) -> Option<(Version, Hook)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let version = [Version::V1, Version::V2, Version::V3].into_iter().find(|v| v.service() == service)?;
+    Some((version, Hook::from_rpc(version, method)?))
+}
+
+pub(crate) async fn route<B>(
     runtime: Arc<Runtime>,
     version: Version,
     hook: Hook,
     received: Instant,
     req: http::Request<B>,
-) -> http::Response<Body>
+) -> Answer
 where
     B: http_body::Body + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send + 'static,
@@ -119,24 +152,23 @@ where
     if let Some(encoding) = parts.headers.get("grpc-encoding")
         && encoding != "identity"
     {
-        return Status::unimplemented(format!(
+        return Answer::Status(Status::unimplemented(format!(
             "grpc-encoding {encoding:?} is not supported: the gateway accepts identity only"
-        ))
-        .into_http();
+        )));
     }
     // Read per call from the snapshot, so a reload changes it for the next call.
     let max = runtime.config.server.max_request_bytes;
     let body = LimitedBody::new(body, max, hook, Arc::clone(runtime.metrics.metrics()));
     let message = match read_message(body, max).await {
         Ok(message) => message,
-        Err(status) => return status.into_http(),
+        Err(status) => return Answer::Status(status),
     };
     // Decode the one message as `$ty`, run `$svc`, encode its answer.
     macro_rules! unary {
         ($ty:ty, $svc:expr) => {
             match <$ty as prost::Message>::decode(message) {
                 Ok(m) => answer(UnaryService::call(&mut $svc, request_of(parts, m)).await),
-                Err(e) => Status::internal(format!("failed to decode Protobuf message: {e}")).into_http(),
+                Err(e) => Answer::Status(Status::internal(format!("failed to decode Protobuf message: {e}"))),
             }
         };
     }
@@ -231,21 +263,18 @@ where
     })
 }
 
-/// A unary answer as HTTP: the message in one data frame, then `grpc-status: 0` in trailers;
-/// an error as a trailers-only response.
-fn answer<M: prost::Message>(result: Result<Response<M>, Status>) -> http::Response<Body> {
+/// A unary answer: the message with its gRPC prefix, or the error status.
+fn answer<M: prost::Message>(result: Result<Response<M>, Status>) -> Answer {
     let message = match result {
         Ok(response) => response.into_inner(),
-        Err(status) => return status.into_http(),
+        Err(status) => return Answer::Status(status),
     };
     let len = message.encoded_len();
     let mut buf = BytesMut::with_capacity(PREFIX + len);
     buf.put_u8(0);
     buf.put_u32(len as u32);
     message.encode_raw(&mut buf);
-    let mut response = http::Response::new(Body::new(UnaryBody { data: Some(buf.freeze()), trailers: true }));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-    response
+    Answer::Message(buf.freeze())
 }
 
 /// The body of a successful unary answer: one data frame, then the trailers.
