@@ -6,8 +6,9 @@
 #   CALLS_WINDOW=6s bash scripts/callgrind.sh
 #
 # For each process that serves the call -- the provider alone (X, the physical reference of
-# issue 11: one HTTP/2 server side, decode, encode), haproxy (proto h2 on both sides) in front
-# of it, and the gateway in front of it -- the process runs under callgrind, a warm-up load
+# issue 11: one HTTP/2 server side, decode, encode), the h2 crate alone answering a fixed reply
+# (the HTTP/2 floor of one side), haproxy (proto h2 on both sides) in front of the provider,
+# and the gateway in front of it -- the process runs under callgrind, a warm-up load
 # opens every connection, the counters are zeroed, the load generator makes calls for
 # CALLS_WINDOW (1 connection, 4 in flight), and the counters are dumped: instructions / calls.
 # User-space instructions only: system calls are counted as one instruction each, so this
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "error: valgrind is needed (apt-get install valgrind)"; exit 1; }
 window="${CALLS_WINDOW:-4s}"
 target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p exhook-gateway -p exhook-loadgen
+cargo build --release -q -p exhook-gateway -p exhook-loadgen -p exhook-benches --bin h2-floor
 bin="$target_dir/release"
 out="$target_dir/callgrind"
 rm -rf "$out" && mkdir -p "$out"
@@ -41,11 +42,13 @@ under_callgrind() {
 # Loads $1 for the window after a warm-up; prints "instructions calls" of the callgrind
 # process $2 whose output file is $3 (a dump after zeroing holds the window's counts only).
 measure() {
-  local url=$1 pid=$2 file=$3
-  "$bin/exhook-loadgen" --target "$url" --connections 1 --inflight 4 --duration 1s --warmup 0s >/dev/null
+  local url=$1 pid=$2 file=$3 extra=${4:-}
+  # shellcheck disable=SC2086 # $extra: optional loadgen flags
+  "$bin/exhook-loadgen" --target "$url" --connections 1 --inflight 4 --duration 1s --warmup 0s $extra >/dev/null
   callgrind_control -z "$pid" >/dev/null
   local json
-  json=$("$bin/exhook-loadgen" --target "$url" --connections 1 --inflight 4 --duration "$window" --warmup 0s --json 2>/dev/null)
+  # shellcheck disable=SC2086
+  json=$("$bin/exhook-loadgen" --target "$url" --connections 1 --inflight 4 --duration "$window" --warmup 0s --json $extra 2>/dev/null)
   callgrind_control -d "$pid" >/dev/null
   local calls ir dump
   calls=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["errors"] == 0, r["error_samples"]; print(r["total_calls"])' "$json")
@@ -62,6 +65,15 @@ ppid=$vg_pid; wait_port "$pport"
 read -r ir calls < <(measure "http://127.0.0.1:$pport" "$ppid" "$out/provider.out")
 report+=("provider (X)|$ir|$calls")
 kill "$ppid"; wait "$ppid" 2>/dev/null || true
+
+# 1b. The HTTP/2 layer alone (benches/src/bin/h2-floor.rs: h2 answering a fixed reply).
+fport=$(free_port)
+under_callgrind "$out/h2-floor.out" "$bin/h2-floor" --port "$fport"
+fpid=$vg_pid; wait_port "$fport"
+# It answers every path with the ValuedResponse: no OnProviderLoaded first.
+read -r ir calls < <(measure "http://127.0.0.1:$fport" "$fpid" "$out/h2-floor.out" --no-load)
+report+=("h2 server alone|$ir|$calls")
+kill "$fpid"; wait "$fpid" 2>/dev/null || true
 
 # The provider, plain, behind the middles.
 "$bin/exhook-bench-provider" --provider name=auth,package=v3,answer=stop --port "$pport" >/dev/null 2>&1 &
