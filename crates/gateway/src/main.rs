@@ -182,13 +182,16 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     let reloader = reload::Reloader::new(path.clone(), &sources, gateway.clone(), Arc::clone(&admin_state));
     admin_state.set_reload(Arc::clone(&reloader) as Arc<dyn exhook_admin::Reload>);
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    // The admin plane outlives the drain: load balancers and Kubernetes see /readyz answer 503
+    // while the last calls finish (not a refused connection), and metrics stay scrapable.
+    let (admin_stop_tx, admin_stop) = tokio::sync::watch::channel(false);
     let mut admin_task = None;
     if admin.enabled {
         let admin_listener = tokio::net::TcpListener::bind(admin.listen)
             .await
             .with_context(|| format!("admin.listen: cannot bind {}", admin.listen))?;
         tracing::info!(listen = %admin_listener.local_addr()?, "admin listener (metrics, health, status page)");
-        let mut stop = stopping.clone();
+        let mut stop = admin_stop.clone();
         let stop = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -220,9 +223,14 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     tracing::info!(listen = %first, config = %path.display(), providers = gateway.providers().len(), "exhook-gateway serving");
     admin_state.set_listener_up(true);
     gateway.start_loading();
+    let draining = Arc::clone(&admin_state);
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!(?drain_timeout, "stopping: no new connections; finishing calls in flight");
+        tracing::info!(
+            ?drain_timeout,
+            "stopping: not ready; finishing calls in flight, closing connections gracefully"
+        );
+        draining.set_listener_up(false);
         let _ = stopping_tx.send(true);
     });
 
@@ -251,6 +259,7 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
             "notifications still queued at shutdown (counted as dropped, reason shutdown)"
         );
     }
+    let _ = admin_stop_tx.send(true);
     if let Some(t) = admin_task {
         let _ = t.await;
     }

@@ -14,7 +14,9 @@
 //!   hyper did: the provider call in flight is cancelled (its stream reset) too;
 //! * at shutdown the connection is closed gracefully: GOAWAY (h2 sends the two-step form,
 //!   so requests already on the wire are still taken), every accepted call answered, then
-//!   the connection ends when EMQX has nothing left on it;
+//!   the connection ends when EMQX has nothing left on it; a connection that arrives while
+//!   draining is served the same way (GOAWAY right after its handshake), never dropped with
+//!   its first requests on it;
 //! * the connection ends when EMQX closes it or on a protocol error (h2 sends GOAWAY).
 
 use std::pin::Pin;
@@ -30,7 +32,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::Shared;
-use crate::listen::CallerStream;
+use crate::listen::{CallerStream, HANDSHAKE_TIMEOUT};
 use crate::service::{Answer, hook_of_path, route};
 
 /// Flow-control windows offered to EMQX (hyper's server defaults, which the gateway used
@@ -54,15 +56,18 @@ pub(crate) async fn serve_connection(
         .initial_connection_window_size(WINDOW)
         .max_header_list_size(MAX_HEADER_LIST_BYTES)
         .handshake::<_, Bytes>(io);
-    let mut connection = tokio::select! {
-        c = handshake => match c {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "EMQX connection: HTTP/2 handshake failed");
-                return;
-            }
-        },
-        _ = stopping.wait_for(|s| *s) => return,
+    // Not cut short by `stopping`: a connection that arrives while draining carries requests
+    // already, and is served (with GOAWAY at once) like the others.
+    let mut connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "EMQX connection: HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(timeout = ?HANDSHAKE_TIMEOUT, "EMQX connection: no HTTP/2 preface in time");
+            return;
+        }
     };
     let mut calls = FuturesUnordered::new();
     let mut closing = *stopping.borrow();

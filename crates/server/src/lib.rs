@@ -329,8 +329,9 @@ impl Gateway {
     }
 
     /// Serves the three packages on every listener (plaintext, TLS, tenants' own) until
-    /// `shutdown` completes, then lets calls in flight finish (gracefully closing HTTP/2
-    /// connections).
+    /// `shutdown` completes, then drains: every connection is closed gracefully (HTTP/2
+    /// GOAWAY) once its calls are answered, connections still arriving meanwhile are served
+    /// the same way, and it returns when none is left.
     pub async fn serve_on(
         &self,
         listeners: Listeners,
@@ -350,11 +351,20 @@ impl Gateway {
         // gateway sees the stream (safe to retry, and not countable here).
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
+        let mut draining = false;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut shutdown, if !draining => {
+                    // Every open connection closes gracefully once its calls are answered.
+                    draining = true;
+                    let _ = stopping_tx.send(true);
+                }
                 accepted = incoming.recv() => match accepted {
+                    // While draining, a connection still routed here (the load balancer has
+                    // not seen readiness fail yet) is served too, with GOAWAY at once: the
+                    // requests it already carries are answered, the client moves on. Closing
+                    // the listener instead would reset it with those requests on it.
                     Some(Ok(io)) => {
                         connections.spawn(connection::serve_connection(
                             Arc::clone(&self.shared),
@@ -369,9 +379,12 @@ impl Gateway {
                 // Reap finished connections as they end, so the set stays as large as the open ones.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
+            // Drained: nothing open and nothing accepted waiting. The listeners close with the
+            // channel (the accept loops stop).
+            if draining && connections.is_empty() && incoming.is_empty() {
+                break;
+            }
         }
-        // No new connections (the accept loops stop with the channel); the open ones close
-        // gracefully once their calls are answered.
         drop(incoming);
         let _ = stopping_tx.send(true);
         while connections.join_next().await.is_some() {}
