@@ -98,6 +98,23 @@ pub struct Scenario {
     pub latency_only: bool,
     /// TLS on every hop (load generator → middle → providers), as EMQX with an `ssl` block.
     pub tls: bool,
+    /// How the providers sit in the gateway's chain (issue 14).
+    pub members: Members,
+    /// Every provider has a decision cache (`[providers.cache]`, TTL longer than a run: warm
+    /// after the first pass over the load generator's clients).
+    pub cache: bool,
+}
+
+/// How the gateway's chain lists the scenario's providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Members {
+    /// Plain names: decisive members (every scenario before issue 14).
+    #[default]
+    Decisive,
+    /// `{ name = "...", mode = "observe" }`: told through the queue, never waited for.
+    Observe,
+    /// `[]`: the hook goes to no provider (the gateway's own floor).
+    Empty,
 }
 
 /// The certificate files of a TLS run: one CA, one certificate (IP SAN 127.0.0.1) that the
@@ -147,6 +164,8 @@ pub fn all(pv: Version) -> Vec<Scenario> {
         fanout,
         latency_only: false,
         tls: false,
+        members: Members::Decisive,
+        cache: false,
     };
     let auth = Some("client.authenticate");
     vec![
@@ -221,6 +240,58 @@ pub fn all(pv: Version) -> Vec<Scenario> {
                 5,
             )
         },
+        // Issue 14: a provider that only looks at publishes (audit, analytics), off the path
+        // (observe) against in the chain and against no provider; a warm decision cache
+        // against the uncached chain of 1 (C).
+        Scenario {
+            members: Members::Empty,
+            ..sc(
+                "O0",
+                "gateway, publish to no provider",
+                Mix::Publish,
+                vec![p("p0", pv, Continue)],
+                Middle::Gateway,
+                Some("message.publish"),
+                Some(Answer::Ignore),
+                1,
+            )
+        },
+        Scenario {
+            members: Members::Observe,
+            ..sc(
+                "O",
+                "gateway, publish, provider observes",
+                Mix::Publish,
+                vec![p("p0", pv, Continue)],
+                Middle::Gateway,
+                Some("message.publish"),
+                Some(Answer::Ignore),
+                1,
+            )
+        },
+        sc(
+            "O1",
+            "gateway, publish, provider in chain",
+            Mix::Publish,
+            vec![p("p0", pv, Continue)],
+            Middle::Gateway,
+            Some("message.publish"),
+            Some(Continue),
+            1,
+        ),
+        Scenario {
+            cache: true,
+            ..sc(
+                "K",
+                "gateway, chain of 1, warm cache",
+                Mix::Auth,
+                vec![p("p0", pv, Stop)],
+                Middle::Gateway,
+                auth,
+                Some(Stop),
+                1,
+            )
+        },
         sc(
             "S0",
             "session mix, direct",
@@ -281,10 +352,19 @@ pub fn gateway_toml(
         if let Some(t) = tls {
             s.push_str(&format!("[providers.tls]\nca_file = \"{}\"\n", t.ca.display()));
         }
+        if scenario.cache {
+            s.push_str("[providers.cache]\nttl = \"1h\"\n");
+        }
     }
     s.push_str("\n[chains]\n");
     if let Some(hook) = scenario.chain_hook {
-        let names: Vec<String> = addrs.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        let names: Vec<String> = match scenario.members {
+            Members::Decisive => addrs.iter().map(|(n, _)| format!("\"{n}\"")).collect(),
+            Members::Observe => {
+                addrs.iter().map(|(n, _)| format!("{{ name = \"{n}\", mode = \"observe\" }}")).collect()
+            }
+            Members::Empty => Vec::new(),
+        };
         s.push_str(&format!("\"{hook}\" = [{}]\n", names.join(", ")));
     }
     s
@@ -315,5 +395,19 @@ mod tests {
         assert!(toml.contains("\"client.authenticate\" = [\"p0\", \"p1\", \"p2\"]"), "{toml}");
         assert!(toml.contains("protocol = \"v3\""));
         assert!(toml.contains("[admin]\nlisten = \"127.0.0.1:9001\""));
+        // Issue 14's scenarios write configurations the gateway accepts.
+        for id in ["O0", "O", "O1", "K"] {
+            let sc = all.iter().find(|s| s.id == id).unwrap();
+            let toml = gateway_toml(
+                "127.0.0.1:9000".parse().unwrap(),
+                "127.0.0.1:9001".parse().unwrap(),
+                sc,
+                &addrs[..1],
+                None,
+                None,
+            );
+            exhook_config::Config::parse(&toml, std::path::Path::new("bench.toml"))
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! | `GET /readyz` | 200 when ready to serve EMQX (see [`readiness`]), else 503 with the reasons |
 //! | `GET /api/v1/status` | JSON: build, config, tenants and chains, providers and their state |
 //! | `POST /api/v1/reload` | re-read the configuration file: 200 with the [`ReloadReport`] as JSON, 422 with the configuration errors (see [`Reload`]) |
+//! | `GET /api/v1/shadow/disagreements` | JSON: the newest shadow disagreements, newest first ([`DisagreementReport`]) |
+//! | `DELETE /api/v1/cache?provider=P&clientid=C` | removes cached decisions (both parameters optional): 200 `{"evicted": n}`, 404 for an unknown provider, 409 for one without a cache |
 //! | `GET /` | the live status page (HTML and a little JavaScript, no external assets) |
 //!
 //! With `[admin] token_file`, every path but `/healthz` and the page itself needs
@@ -14,7 +16,9 @@
 //! into a [`Secret`] and kept only as its SHA-256 digest; a presented token is hashed the same
 //! way and the two digests compared in constant time, so neither the token's bytes nor its
 //! length shows in how long a refusal takes.
-//! Nothing here ever includes request contents: no passwords, no client data.
+//! Nothing here ever includes request contents: no passwords, no payloads. The one place
+//! with client data is the shadow disagreement log (clientids, behind the token like every
+//! `/api` path), whose answers are described, never copied.
 #![warn(missing_docs)]
 
 mod status;
@@ -26,17 +30,19 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use exhook_proto::Secret;
 use exhook_server::{Gateway, ReloadReport};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
-pub use status::{ProviderStatus, Readiness, StatusReport, readiness, status_report};
+pub use status::{
+    DisagreementReport, ProviderStatus, Readiness, StatusReport, disagreements, readiness, status_report,
+};
 
 /// The status page.
 const PAGE: &str = include_str!("../assets/status.html");
@@ -209,6 +215,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/shadow/disagreements", get(shadow_disagreements))
+        .route("/api/v1/cache", delete(evict_cache))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_token));
     // The probes stay open: a kubelet's httpGet probe cannot send a token from a Secret, and
     // they say only "ok" or why the gateway is not ready (no request data, no secrets).
@@ -326,6 +334,79 @@ async fn reload(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
+async fn shadow_disagreements(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    axum::Json(serde_json_object("disagreements", disagreements(&state.gateway)))
+}
+
+/// `{"<key>": value}`.
+fn serde_json_object<T: serde::Serialize>(key: &'static str, value: T) -> std::collections::BTreeMap<&'static str, T> {
+    std::collections::BTreeMap::from([(key, value)])
+}
+
+/// `DELETE /api/v1/cache`'s parameters (`provider`, `clientid`; percent-decoded, `+` as a
+/// space). Unknown parameters are refused rather than ignored: a typo must not widen an
+/// eviction to every client.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct EvictQuery {
+    provider: Option<String>,
+    clientid: Option<String>,
+}
+
+impl EvictQuery {
+    fn parse(query: Option<&str>) -> Result<EvictQuery, String> {
+        let mut q = EvictQuery::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v).ok_or_else(|| format!("{k}: bad percent-encoding"))?;
+            match k {
+                "provider" => q.provider = Some(v),
+                "clientid" => q.clientid = Some(v),
+                other => return Err(format!("unknown parameter {other:?} (expected provider, clientid)")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// `application/x-www-form-urlencoded` value decoding; `None` for invalid `%` escapes or UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn evict_cache(State(state): State<Arc<AdminState>>, RawQuery(query): RawQuery) -> Response {
+    use exhook_chain::cache::EvictError;
+    let q = match EvictQuery::parse(query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(serde_json_object("error", e))).into_response(),
+    };
+    match state.gateway.evict_cached(q.provider.as_deref(), q.clientid.as_deref()) {
+        Ok(n) => {
+            // Worth a line for the audit trail: which provider and client lost their decisions.
+            tracing::info!(provider = ?q.provider, clientid = ?q.clientid, evicted = n, "cached decisions removed");
+            (StatusCode::OK, axum::Json(serde_json_object("evicted", n))).into_response()
+        }
+        Err(e) => {
+            let code = match e {
+                EvictError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+                EvictError::NoCache(_) => StatusCode::CONFLICT,
+            };
+            (code, axum::Json(serde_json_object("error", e.to_string()))).into_response()
+        }
+    }
+}
+
 async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
@@ -363,6 +444,18 @@ mod tests {
         let t = token();
         assert_eq!(t.digest.expose(), &sha256(TOKEN.as_bytes()));
         assert_eq!(format!("{:?}", t.digest), "<redacted>");
+    }
+
+    #[test]
+    fn eviction_parameters_are_decoded_and_typos_refused() {
+        assert_eq!(EvictQuery::parse(None), Ok(EvictQuery::default()));
+        assert_eq!(
+            EvictQuery::parse(Some("provider=auth&clientid=dev%2F1+a%C3%A9")),
+            Ok(EvictQuery { provider: Some("auth".into()), clientid: Some("dev/1 a\u{e9}".into()) })
+        );
+        assert!(EvictQuery::parse(Some("provider=auth&client=x")).unwrap_err().contains("unknown parameter"));
+        assert!(EvictQuery::parse(Some("clientid=%zz")).is_err());
+        assert!(EvictQuery::parse(Some("clientid=%ff")).is_err(), "not UTF-8");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct Readiness {
 
 /// Ready when: the configuration is loaded (always, once running), the EMQX listener is
 /// bound, and every explicit, non-empty chain of every tenant has at least one loaded
-/// provider; with no explicit chains at all, at least one provider must be loaded (when any
+/// decisive provider (shadows and observers do not count unless a chain has nothing else); with no explicit chains at all, at least one provider must be loaded (when any
 /// is configured). A chain whose providers are all still connecting would make EMQX's
 /// valued hooks fall through to IGNORE, which an operator rolling out the gateway wants to
 /// know before pointing EMQX at it.
@@ -30,12 +30,16 @@ pub fn readiness(gateway: &Gateway, listener_up: bool) -> Readiness {
     let loaded = |i: usize| snap.providers()[i].registration().is_some();
     let mut reasons = Vec::new();
     if !listener_up {
-        reasons.push("the EMQX listener is not bound yet".to_owned());
+        reasons.push("the EMQX listener is not serving (starting, or draining for shutdown)".to_owned());
     }
     let mut any_explicit = false;
     for t in &config.tenants {
         for hook in t.explicit.iter() {
-            let chain = t.chain(hook);
+            // A shadow or observer never answers for the chain: its decisive members must be
+            // there (a chain of observers only: one of them).
+            let decisive: Vec<usize> =
+                t.members(hook).filter(|(_, m)| *m == exhook_config::MemberMode::Decisive).map(|(i, _)| i).collect();
+            let chain = if decisive.is_empty() { t.chain(hook) } else { &decisive[..] };
             if chain.is_empty() {
                 continue;
             }
@@ -110,6 +114,8 @@ pub struct ProviderStatus {
     /// Call latency over all hooks: `[upper bound seconds, cumulative count]` (the last bound
     /// is `null` for +Inf).
     pub latency_buckets: Vec<(Option<f64>, u64)>,
+    /// Decisions in its cache now (`None`: no `[providers.cache]`).
+    pub cache_entries: Option<usize>,
 }
 
 /// One tenant in the report.
@@ -133,6 +139,46 @@ pub struct ChainReport {
     pub explicit: bool,
     /// Provider names in call order (for implicit chains, those that registered it).
     pub providers: Vec<String>,
+    /// Each provider's mode, same order: `decisive`, `shadow` or `observe`.
+    pub modes: Vec<String>,
+}
+
+/// One shadow disagreement (`GET /api/v1/shadow/disagreements`, the status page): the client,
+/// and the two answers as EMQX would read them. Never a password or a payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisagreementReport {
+    /// When it was seen (RFC 3339).
+    pub at: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Hook.
+    pub hook: String,
+    /// The shadow provider.
+    pub provider: String,
+    /// The client (clientid, or a publish's sender).
+    pub clientid: String,
+    /// What the chain decided (`allow`, `deny`, or a message's topic, qos, size and hash).
+    pub chain: String,
+    /// What the shadow would have decided at its position.
+    pub shadow: String,
+}
+
+/// The disagreements the gateway keeps, newest first.
+pub fn disagreements(gateway: &Gateway) -> Vec<DisagreementReport> {
+    gateway
+        .metrics()
+        .disagreements()
+        .into_iter()
+        .map(|d| DisagreementReport {
+            at: humantime::format_rfc3339_millis(d.at).to_string(),
+            tenant: d.tenant,
+            hook: d.hook.to_owned(),
+            provider: d.provider,
+            clientid: d.clientid,
+            chain: d.chain,
+            shadow: d.shadow,
+        })
+        .collect()
 }
 
 /// `GET /api/v1/status`.
@@ -152,12 +198,15 @@ pub struct StatusReport {
     pub tenants: Vec<TenantReport>,
     /// Providers in `[[providers]]` order.
     pub providers: Vec<ProviderStatus>,
+    /// The newest shadow disagreements, newest first (see [`DisagreementReport`]).
+    pub disagreements: Vec<DisagreementReport>,
 }
 
 /// Builds the report. Contains configuration and state only: never request contents.
 pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: bool) -> StatusReport {
     let snap = gateway.snapshot();
     let config = snap.config();
+    let cached: BTreeMap<String, usize> = gateway.cache_entries().into_iter().collect();
     let providers = snap
         .providers()
         .iter()
@@ -223,6 +272,7 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                     .into_iter()
                     .map(|(le, n)| (le.is_finite().then_some(le), n))
                     .collect(),
+                cache_entries: cached.get(&pc.name).copied(),
             }
         })
         .collect();
@@ -235,18 +285,18 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
             chains: Hook::hookpoints()
                 .filter_map(|hook| {
                     let explicit = t.explicit.contains(hook);
-                    let members: Vec<String> = t
-                        .chain(hook)
-                        .iter()
-                        .filter(|&&i| {
+                    let (members, modes): (Vec<String>, Vec<String>) = t
+                        .members(hook)
+                        .filter(|&(i, _)| {
                             explicit || snap.providers()[i].registration().is_some_and(|r| r.hooks.contains(hook))
                         })
-                        .map(|&i| config.providers[i].name.clone())
-                        .collect();
+                        .map(|(i, mode)| (config.providers[i].name.clone(), mode.as_str().to_owned()))
+                        .unzip();
                     (!members.is_empty()).then(|| ChainReport {
                         hook: hook.name().to_owned(),
                         explicit,
                         providers: members,
+                        modes,
                     })
                 })
                 .collect(),
@@ -260,5 +310,6 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
         ready: readiness(gateway, listener_up),
         tenants,
         providers,
+        disagreements: disagreements(gateway),
     }
 }

@@ -17,7 +17,14 @@
 //!   `deny` ends the chain with EMQX's deny result.
 //! * At the end: `IGNORE` if no provider answered `CONTINUE` (EMQX keeps its own value),
 //!   otherwise `CONTINUE` with the folded value.
+//!
+//! Beside the fold, two pure pieces the executor uses around it: [`shadow`] (a shadow
+//! provider's answer against the chain's, as EMQX would read both) and [`cache`] (a
+//! provider's decision cache).
 #![warn(missing_docs)]
+
+pub mod cache;
+pub mod shadow;
 
 use exhook_hooks::ValuedRequest;
 use exhook_proto::model::{ValuedResponse, valued_response::ResponsedType, valued_response::Value};

@@ -239,10 +239,11 @@ pub(crate) fn merge(sources: &Sources, mut raw: RawConfig) -> Result<Merged, Con
     for (f, team) in &teams {
         let t = &team.tenants[0];
         let named = t.providers.iter().flatten().map(|n| ("providers".to_owned(), n));
-        let chained =
-            t.chains.iter().flat_map(|(hook, chain)| chain.iter().map(move |n| (format!("chains.{hook:?}"), n)));
-        for (key, name) in named.chain(chained) {
-            if let Some(other) = provider_file.get(name.as_str())
+        let chained = t.chains.iter().flat_map(|(hook, chain)| {
+            chain.iter().filter_map(|m| m.name()).map(move |n| (format!("chains.{hook:?}"), n))
+        });
+        for (key, name) in named.map(|(k, n)| (k, n.as_str())).chain(chained) {
+            if let Some(other) = provider_file.get(name)
                 && *other != 0
                 && other != f
             {

@@ -80,6 +80,47 @@ pub enum NotifyMode {
 
 pub use exhook_tls::{ClientFiles, ServerFiles};
 
+/// How a member of a valued chain takes part (`{ name = "...", mode = "..." }` in a chain;
+/// a plain name is [`MemberMode::Decisive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MemberMode {
+    /// Called in turn; its answer is folded (the default).
+    #[default]
+    Decisive,
+    /// Called in parallel, off the answer's path, with the request the chain gives it at its
+    /// position; its answer is only compared with the chain's and counted.
+    Shadow,
+    /// Sent the request at its position through its notification queue (acknowledged at
+    /// once); its answer is neither folded nor compared.
+    Observe,
+}
+
+impl MemberMode {
+    /// Every mode, as written in the file.
+    pub const ALL: [MemberMode; 3] = [MemberMode::Decisive, MemberMode::Shadow, MemberMode::Observe];
+
+    /// `decisive`, `shadow` or `observe`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MemberMode::Decisive => "decisive",
+            MemberMode::Shadow => "shadow",
+            MemberMode::Observe => "observe",
+        }
+    }
+}
+
+/// `[providers.cache]`: reuse the provider's `client.authenticate` and `client.authorize`
+/// answers for a while instead of calling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// How long an answer is reused.
+    pub ttl: Duration,
+    /// How long a negative answer (`false`: not authenticated, deny) is reused.
+    pub negative_ttl: Duration,
+    /// Answers kept at most (older ones are evicted first).
+    pub max_entries: usize,
+}
+
 /// What happens to a caller whose verified client certificate names no tenant
 /// (`[server.tls] unknown_client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -214,6 +255,8 @@ pub struct ProviderConfig {
     pub breaker: BreakerSettings,
     /// `[providers.tls]`, for `https://` URLs (`None`: the system's roots, the URL's host).
     pub tls: Option<ProviderTls>,
+    /// `[providers.cache]`: its decision cache (`None`: every call goes to the provider).
+    pub cache: Option<CacheSettings>,
 }
 
 /// A tenant: which EMQX clusters it serves and its routing table.
@@ -240,14 +283,30 @@ pub struct TenantConfig {
     /// provider of the chain counts as shed (its `failed_action` applies).
     pub max_inflight: Option<usize>,
     /// The resolved chain per hook (indexed by [`Hook::index`]): the explicit chain, or
-    /// the tenant's providers (lifecycle hooks: every reachable provider).
+    /// the tenant's providers (lifecycle hooks: every reachable provider). Shadow and observe
+    /// members are in it at their written positions (they register the hook with EMQX like
+    /// any member); [`TenantConfig::modes`] says how each takes part.
     pub chains: Vec<Vec<usize>>,
+    /// Per hook, the mode of each member of [`TenantConfig::chains`] (same positions). Only
+    /// valued hooks' explicit chains have other modes than [`MemberMode::Decisive`].
+    pub modes: Vec<Vec<MemberMode>>,
 }
 
 impl TenantConfig {
     /// The chain for `hook`: provider indices in call order.
     pub fn chain(&self, hook: Hook) -> &[usize] {
         &self.chains[hook.index()]
+    }
+
+    /// The chain for `hook` with each member's mode, in call order.
+    pub fn members(&self, hook: Hook) -> impl Iterator<Item = (usize, MemberMode)> + '_ {
+        let modes = &self.modes[hook.index()];
+        self.chains[hook.index()].iter().enumerate().map(move |(i, &p)| (p, modes.get(i).copied().unwrap_or_default()))
+    }
+
+    /// True when `hook`'s chain has a shadow or observe member.
+    pub fn has_side_members(&self, hook: Hook) -> bool {
+        self.modes[hook.index()].iter().any(|m| *m != MemberMode::Decisive)
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
-    pub chains: BTreeMap<String, Vec<String>>,
+    pub chains: BTreeMap<String, Vec<RawMember>>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
     #[serde(default)]
@@ -99,6 +99,36 @@ pub(crate) struct RawProvider {
     pub eject_for: Option<String>,
     pub breaker: Option<RawBreaker>,
     pub tls: Option<RawClientTls>,
+    pub cache: Option<RawCache>,
+}
+
+/// `[providers.cache]`: the decision cache of one provider.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub ttl: Option<String>,
+    pub negative_ttl: Option<String>,
+    pub max_entries: Option<i64>,
+}
+
+/// One member of a chain as written: a provider's name (decisive), or a table naming the
+/// provider and its mode (`{ name = "auth-v2", mode = "shadow" }`). The table is kept as
+/// written so that validation can name a missing, mistyped or unknown key.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a provider name or a table such as { name = \"auth-v2\", mode = \"shadow\" }")]
+pub(crate) enum RawMember {
+    Name(String),
+    Entry(BTreeMap<String, toml::Value>),
+}
+
+impl RawMember {
+    /// The provider it names, if it names one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            RawMember::Name(n) => Some(n),
+            RawMember::Entry(t) => t.get("name").and_then(toml::Value::as_str),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -121,7 +151,7 @@ pub(crate) struct RawTenant {
     pub providers: Option<Vec<String>>,
     pub max_inflight: Option<i64>,
     #[serde(default)]
-    pub chains: BTreeMap<String, Vec<String>>,
+    pub chains: BTreeMap<String, Vec<RawMember>>,
     #[serde(default)]
     pub client_cert_names: Vec<String>,
     pub listen: Option<String>,

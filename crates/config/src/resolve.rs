@@ -9,10 +9,11 @@ use exhook_hooks::{Hook, HookKind, HookSet, Version};
 
 use std::path::PathBuf;
 
-use crate::raw::{RawBreaker, RawClientTls, RawConfig, RawProvider, RawServerTls, RawTenant};
+use crate::raw::{RawBreaker, RawCache, RawClientTls, RawConfig, RawMember, RawProvider, RawServerTls, RawTenant};
 use crate::{
-    AdminConfig, BreakerSettings, ClientFiles, Config, FailedAction, NotifyMode, ProviderConfig, ProviderTls,
-    ServerConfig, ServerFiles, ServerTls, TenantConfig, TenantListener, UnknownClient, UnknownCluster,
+    AdminConfig, BreakerSettings, CacheSettings, ClientFiles, Config, FailedAction, MemberMode, NotifyMode,
+    ProviderConfig, ProviderTls, ServerConfig, ServerFiles, ServerTls, TenantConfig, TenantListener, UnknownClient,
+    UnknownCluster,
 };
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
@@ -44,6 +45,10 @@ const MAX_QUEUE_BYTES: i64 = 16 * 1024 * MIB;
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Per EMQX connection; EMQX's hook calls on one connection are bounded by its client processes.
 const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Decisions cached per provider by default: at ~100 bytes an entry (hashed keys, no
+/// strings), about 10 MiB.
+const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+const MAX_CACHE_ENTRIES: i64 = 10_000_000;
 
 struct Problems(Vec<String>);
 
@@ -192,7 +197,31 @@ fn provider(p: &mut Problems, i: usize, r: &RawProvider) -> ProviderConfig {
         eject_for: duration(p, &key("eject_for"), r.eject_for.as_deref(), DEFAULT_EJECT_FOR),
         breaker: breaker(p, &key("breaker"), r.breaker.as_ref()),
         tls,
+        cache: r.cache.as_ref().map(|c| cache(p, &key("cache"), c)),
     }
+}
+
+/// `[providers.cache]`: `ttl` is required (how long a decision may be reused is the
+/// operator's call, not a default's); `negative_ttl` defaults to it.
+fn cache(p: &mut Problems, key: &str, r: &RawCache) -> CacheSettings {
+    const FALLBACK: Duration = Duration::from_secs(30);
+    let ttl = match &r.ttl {
+        Some(t) => duration(p, &format!("{key}.ttl"), Some(t), FALLBACK),
+        None => {
+            p.add(format!("{key}.ttl"), "missing: how long a decision is reused, e.g. \"30s\"");
+            FALLBACK
+        }
+    };
+    let negative_ttl = duration(p, &format!("{key}.negative_ttl"), r.negative_ttl.as_deref(), ttl);
+    let max_entries = match r.max_entries {
+        None => DEFAULT_CACHE_ENTRIES,
+        Some(n) if (1..=MAX_CACHE_ENTRIES).contains(&n) => n as usize,
+        Some(n) => {
+            p.add(format!("{key}.max_entries"), format!("{n} must be between 1 and {MAX_CACHE_ENTRIES}"));
+            DEFAULT_CACHE_ENTRIES
+        }
+    };
+    CacheSettings { ttl, negative_ttl, max_entries }
 }
 
 /// `[providers.tls]`: checked by building the client configuration (files readable, key
@@ -340,6 +369,82 @@ fn names_to_indices(p: &mut Problems, key: &str, names: &[String], index: &HashM
     out
 }
 
+/// A chain's members: provider indices and modes. A member is a name (decisive) or
+/// `{ name = "...", mode = "decisive" | "shadow" | "observe" }`; shadow and observe members
+/// only make sense where there is an answer to fold (valued hooks).
+fn members(
+    p: &mut Problems,
+    key: &str,
+    hook: Hook,
+    raw: &[RawMember],
+    index: &HashMap<&str, usize>,
+) -> (Vec<usize>, Vec<MemberMode>) {
+    let mut names = Vec::with_capacity(raw.len());
+    let mut modes = Vec::with_capacity(raw.len());
+    for (i, m) in raw.iter().enumerate() {
+        let (name, mode) = match m {
+            RawMember::Name(n) => (n.clone(), MemberMode::Decisive),
+            RawMember::Entry(table) => {
+                let at = format!("{key}[{i}]");
+                for k in table.keys().filter(|k| !matches!(k.as_str(), "name" | "mode")) {
+                    p.add(&at, format!("unknown key {k:?} (a member table has name and mode)"));
+                }
+                let name = match table.get("name") {
+                    Some(toml::Value::String(n)) => n.clone(),
+                    Some(v) => {
+                        p.add(format!("{at}.name"), format!("{v} must be a provider name (a string)"));
+                        continue;
+                    }
+                    None => {
+                        p.add(format!("{at}.name"), "missing: the provider's name");
+                        continue;
+                    }
+                };
+                let mode = match table.get("mode") {
+                    None => MemberMode::Decisive,
+                    Some(v) => match MemberMode::ALL.into_iter().find(|m| v.as_str() == Some(m.as_str())) {
+                        Some(mode) => mode,
+                        None => {
+                            p.add(format!("{at}.mode"), format!("{v} must be decisive, shadow or observe"));
+                            continue;
+                        }
+                    },
+                };
+                if mode != MemberMode::Decisive && hook.kind() != HookKind::Valued {
+                    p.add(
+                        format!("{at}.mode"),
+                        format!(
+                            "{:?} applies to valued hooks (client.authenticate, client.authorize, message.publish); {} is a notification, its members are all notified",
+                            mode.as_str(),
+                            hook.name()
+                        ),
+                    );
+                    continue;
+                }
+                (name, mode)
+            }
+        };
+        names.push(name);
+        modes.push(mode);
+    }
+    // Names are checked (unknown, twice) as for plain chains; a member dropped there drops
+    // its mode too, and the configuration is refused anyway.
+    let mut out = Vec::with_capacity(names.len());
+    let mut out_modes = Vec::with_capacity(names.len());
+    let mut seen = HashSet::new();
+    for (n, mode) in names.iter().zip(modes) {
+        match index.get(n.as_str()) {
+            None => p.add(key, format!("names unknown provider {n:?}")),
+            Some(&i) if !seen.insert(i) => p.add(key, format!("names provider {n:?} twice")),
+            Some(&i) => {
+                out.push(i);
+                out_modes.push(mode);
+            }
+        }
+    }
+    (out, out_modes)
+}
+
 /// What a tenant reaches when it does not list `providers`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ImplicitProviders {
@@ -361,7 +466,7 @@ fn tenant(
     providers: Option<&[String]>,
     implicit: ImplicitProviders,
     max_inflight: Option<i64>,
-    chains: &BTreeMap<String, Vec<String>>,
+    chains: &BTreeMap<String, Vec<RawMember>>,
     index: &HashMap<&str, usize>,
 ) -> TenantConfig {
     let providers = match (providers, implicit) {
@@ -375,6 +480,7 @@ fn tenant(
     };
     let mut explicit = HookSet::EMPTY;
     let mut chain_by_hook: Vec<Option<Vec<usize>>> = vec![None; Hook::ALL.len()];
+    let mut modes: Vec<Vec<MemberMode>> = vec![Vec::new(); Hook::ALL.len()];
     for (hook_name, members) in chains {
         let key = format!("{prefix}chains.{hook_name:?}");
         let hook = match Hook::from_hookpoint(hook_name) {
@@ -389,7 +495,9 @@ fn tenant(
             continue;
         }
         explicit.insert(hook);
-        chain_by_hook[hook.index()] = Some(names_to_indices(p, &key, members, index));
+        let (chain, member_modes) = self::members(p, &key, hook, members, index);
+        chain_by_hook[hook.index()] = Some(chain);
+        modes[hook.index()] = member_modes;
     }
     let mut reachable = providers.clone();
     for c in chain_by_hook.iter().flatten() {
@@ -405,7 +513,13 @@ fn tenant(
             (_, Some(c)) => c,
             (_, None) => providers.clone(),
         })
-        .collect();
+        .collect::<Vec<Vec<usize>>>();
+    // Implicit chains (and lifecycle hooks) are all decisive.
+    for (h, m) in modes.iter_mut().enumerate() {
+        if m.len() != chains[h].len() {
+            *m = vec![MemberMode::Decisive; chains[h].len()];
+        }
+    }
     let max_inflight = match max_inflight {
         None => None,
         Some(n) if (1..=MAX_INFLIGHT).contains(&n) => Some(n as usize),
@@ -424,6 +538,7 @@ fn tenant(
         explicit,
         max_inflight,
         chains,
+        modes,
     }
 }
 
@@ -677,7 +792,13 @@ pub fn render_chains(config: &Config) -> String {
             let _ = writeln!(out, "  reaches {} (and no other provider)", reaches.join(", "));
         }
         for hook in Hook::hookpoints() {
-            let members: Vec<&str> = t.chain(hook).iter().map(name).collect();
+            let members: Vec<String> = t
+                .members(hook)
+                .map(|(i, mode)| match mode {
+                    MemberMode::Decisive => name(&i).to_owned(),
+                    other => format!("{} ({})", name(&i), other.as_str()),
+                })
+                .collect();
             let how = if t.explicit.contains(hook) { "chain" } else { "registered" };
             let list = if members.is_empty() { "(none)".to_owned() } else { members.join(" -> ") };
             let _ = writeln!(out, "  {:<22} {how:<10} {list}", hook.name());

@@ -639,3 +639,65 @@ providers = ["audit"]
         assert_eq!(load(&path).unwrap().0.tenants.len(), 2);
     }
 }
+
+#[test]
+fn chain_members_take_a_mode() {
+    let c = parse(&format!(
+        "{TWO}\n[[providers]]\nname = \"auth-v2\"\nurl = \"http://127.0.0.1:9003\"\n[chains]\n\"client.authenticate\" = [\"auth\", {{ name = \"auth-v2\", mode = \"shadow\" }}]\n\"message.publish\" = [{{ name = \"audit\", mode = \"observe\" }}, {{ name = \"auth\" }}]\n"
+    ))
+    .unwrap();
+    let t = &c.tenants[0];
+    let members: Vec<_> = t.members(Hook::ClientAuthenticate).collect();
+    assert_eq!(members, [(0, MemberMode::Decisive), (2, MemberMode::Shadow)]);
+    let members: Vec<_> = t.members(Hook::MessagePublish).collect();
+    assert_eq!(members, [(1, MemberMode::Observe), (0, MemberMode::Decisive)]);
+    assert!(t.has_side_members(Hook::MessagePublish));
+    // Side members are chain members: they register the hook and are reachable.
+    assert_eq!(t.chain(Hook::ClientAuthenticate), [0, 2]);
+    assert!(t.reachable.contains(&2));
+    // Implicit chains are all decisive.
+    assert!(!t.has_side_members(Hook::SessionCreated));
+    assert!(t.members(Hook::ClientAuthorize).all(|(_, m)| m == MemberMode::Decisive));
+    let shown = render_chains(&c);
+    assert!(shown.contains("auth -> auth-v2 (shadow)"), "{shown}");
+    assert!(shown.contains("audit (observe) -> auth"), "{shown}");
+}
+
+#[test]
+fn bad_chain_members_are_named() {
+    let p = problems(&format!(
+        "{TWO}\n[chains]\n\"client.authenticate\" = [\"auth\", {{ name = \"audit\", mode = \"mirror\" }}]\n\"client.authorize\" = [{{ mode = \"shadow\" }}, {{ name = \"auth\", mode = \"shadow\", weight = 2 }}]\n\"session.created\" = [{{ name = \"audit\", mode = \"observe\" }}]\n\"message.publish\" = [{{ name = 7 }}, {{ name = \"ghost\", mode = \"shadow\" }}, \"audit\", {{ name = \"audit\", mode = \"observe\" }}]\n"
+    ));
+    let has = |needle: &str| assert!(p.iter().any(|x| x.contains(needle)), "no {needle:?} in {p:#?}");
+    has("chains.\"client.authenticate\"[1].mode: \"mirror\" must be decisive, shadow or observe");
+    has("chains.\"client.authorize\"[0].name: missing");
+    has("chains.\"client.authorize\"[1]: unknown key \"weight\"");
+    has("chains.\"session.created\"[0].mode: \"observe\" applies to valued hooks");
+    has("chains.\"message.publish\"[0].name: 7 must be a provider name");
+    has("chains.\"message.publish\": names unknown provider \"ghost\"");
+    has("chains.\"message.publish\": names provider \"audit\" twice");
+    // Neither a name nor a table: toml's error, with the shape expected.
+    let err = parse(&format!("{TWO}\n[chains]\n\"client.authenticate\" = [1]\n")).unwrap_err().to_string();
+    assert!(err.contains("a provider name or a table such as"), "{err}");
+}
+
+#[test]
+fn provider_cache_settings() {
+    let c = parse(&format!("{TWO}\n[providers.cache]\nttl = \"30s\"\nmax_entries = 5000\nnegative_ttl = \"2s\"\n"))
+        .unwrap();
+    assert_eq!(c.providers[0].cache, None);
+    assert_eq!(
+        c.providers[1].cache,
+        Some(CacheSettings { ttl: Duration::from_secs(30), negative_ttl: Duration::from_secs(2), max_entries: 5000 })
+    );
+    let c = parse(&format!("{TWO}\n[providers.cache]\nttl = \"10s\"\n")).unwrap();
+    let cache = c.providers[1].cache.unwrap();
+    assert_eq!((cache.negative_ttl, cache.max_entries), (Duration::from_secs(10), 100_000));
+    let p = problems(&format!("{TWO}\n[providers.cache]\nmax_entries = 0\nnegative_ttl = \"soon\"\n"));
+    let has = |needle: &str| assert!(p.iter().any(|x| x.contains(needle)), "no {needle:?} in {p:#?}");
+    has("providers[1] (audit).cache.ttl: missing");
+    has("providers[1] (audit).cache.max_entries: 0 must be between 1 and 10000000");
+    has("providers[1] (audit).cache.negative_ttl: \"soon\" is not a duration");
+    let err = parse(&format!("{TWO}\n[providers.cache]\nttl = \"1s\"\nsize = 3\n")).unwrap_err().to_string();
+    assert!(err.contains("unknown field `size`"), "{err}");
+}

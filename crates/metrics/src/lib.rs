@@ -42,6 +42,23 @@ pub const METRIC_NAMES: &[&str] = &[
     "exhook_gateway_connections",
 ];
 
+/// Families that exist (from the first scrape, at 0) only when the configuration uses what
+/// they count: a chain with a shadow member (`shadow_*`), a provider with
+/// `[providers.cache]` (`cache_*`). Kept apart from [`METRIC_NAMES`], whose every family
+/// exists whatever the configuration (a family with no series is not exported at all, and a
+/// series for a shadow or cache that is not configured would be a lie).
+pub const OPTIONAL_METRIC_NAMES: &[&str] = &[
+    "exhook_gateway_shadow_comparisons_total",
+    "exhook_gateway_shadow_dropped_total",
+    "exhook_gateway_cache_lookups_total",
+    "exhook_gateway_cache_evictions_total",
+    "exhook_gateway_cache_entries",
+];
+
+/// Disagreements kept for the admin API and the status page (the newest; older ones are
+/// only counted).
+pub const DISAGREEMENTS_KEPT: usize = 100;
+
 /// Latency buckets, seconds: 100 µs to 5 s (EMQX's default request_timeout).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -150,6 +167,65 @@ label_enum!(
     }
 );
 
+label_enum!(
+    /// A shadow provider's answer against the chain's
+    /// (`exhook_gateway_shadow_comparisons_total{verdict}`).
+    ShadowVerdict {
+        /// EMQX would have acted the same on the shadow's answer.
+        Agree => "agree",
+        /// It would not (the case is kept in the disagreement log).
+        Disagree => "disagree",
+        /// The shadow failed (error status, unreachable, breaker open, shed, not loaded).
+        Error => "error",
+        /// The shadow did not answer within its own `timeout`.
+        Timeout => "timeout",
+    }
+);
+
+label_enum!(
+    /// A decision cache lookup (`exhook_gateway_cache_lookups_total{result}`).
+    CacheLookup {
+        /// A live answer was reused: no provider call.
+        Hit => "hit",
+        /// No live answer: the provider was called.
+        Miss => "miss",
+    }
+);
+
+label_enum!(
+    /// Why cached decisions were removed (`exhook_gateway_cache_evictions_total{reason}`).
+    CacheEviction {
+        /// The cache was full: the oldest entry made room.
+        Capacity => "capacity",
+        /// Looked up after its TTL.
+        Expired => "expired",
+        /// The provider was re-loaded.
+        Invalidated => "invalidated",
+        /// Removed through the admin API.
+        Api => "api",
+    }
+);
+
+/// One shadow disagreement, as the admin API and the status page show it. Never a password:
+/// the answers are described (`allow`/`deny`, or a message's topic, qos and payload size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disagreement {
+    /// When it was seen.
+    pub at: std::time::SystemTime,
+    /// The tenant.
+    pub tenant: String,
+    /// The hook.
+    pub hook: &'static str,
+    /// The shadow provider.
+    pub provider: String,
+    /// The client (the dispatch key: clientid, or the publisher).
+    pub clientid: String,
+    /// What the chain decided.
+    pub chain: String,
+    /// What the shadow would have decided at its position.
+    pub shadow: String,
+}
+
 /// The registry and metric families; one per process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -173,6 +249,13 @@ pub struct Metrics {
     limits: Vec<IntCounter>,
     /// Open EMQX-facing connections.
     connections: IntGauge,
+    shadow_comparisons: IntCounterVec,
+    shadow_dropped: IntCounterVec,
+    cache_lookups: IntCounterVec,
+    cache_evictions: IntCounterVec,
+    cache_entries: IntGaugeVec,
+    /// The newest [`DISAGREEMENTS_KEPT`] disagreements (kept across reloads, like the counters).
+    disagreements: std::sync::Mutex<std::collections::VecDeque<Disagreement>>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -305,6 +388,32 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("metric registered once");
                 g
             },
+            shadow_comparisons: counter(
+                &r,
+                "exhook_gateway_shadow_comparisons_total",
+                "Shadow providers' answers compared with the chain's, by verdict.",
+                &["tenant", "hook", "provider", "verdict"],
+            ),
+            shadow_dropped: counter(
+                &r,
+                "exhook_gateway_shadow_dropped_total",
+                "Shadow calls not made: too many shadow calls in flight.",
+                &["tenant", "hook", "provider"],
+            ),
+            cache_lookups: counter(
+                &r,
+                "exhook_gateway_cache_lookups_total",
+                "Decision cache lookups by result (a hit costs no provider call).",
+                &["provider", "hook", "result"],
+            ),
+            cache_evictions: counter(
+                &r,
+                "exhook_gateway_cache_evictions_total",
+                "Cached decisions removed, by reason.",
+                &["provider", "reason"],
+            ),
+            cache_entries: gauge(&r, "exhook_gateway_cache_entries", "Decisions cached now.", &["provider"]),
+            disagreements: Default::default(),
             registry: r,
         };
         m.declare_reloads();
@@ -327,6 +436,10 @@ impl Metrics {
             call_duration: slots::<_>(providers.len() * hooks),
             decisions: slots::<_>(tenants.len() * hooks * (providers.len() + 1)),
             dropped: slots::<_>(providers.len() * DropReason::ALL.len()),
+            shadow: slots::<_>(tenants.len() * HOOKS * providers.len() * ShadowVerdict::ALL.len()),
+            shadow_dropped: slots::<_>(tenants.len() * HOOKS * providers.len()),
+            cache_lookups: slots::<_>(providers.len() * HOOKS * CacheLookup::ALL.len()),
+            cache_evictions: slots::<_>(providers.len() * CacheEviction::ALL.len()),
         };
         for p in 0..providers.len() {
             handles.set_gauges(p, ProviderGauges::default());
@@ -442,6 +555,20 @@ impl Metrics {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// The disagreements kept, newest first.
+    pub fn disagreements(&self) -> Vec<Disagreement> {
+        let log = self.disagreements.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.iter().rev().cloned().collect()
+    }
+
+    fn keep_disagreement(&self, d: Disagreement) {
+        let mut log = self.disagreements.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() >= DISAGREEMENTS_KEPT {
+            log.pop_front();
+        }
+        log.push_back(d);
+    }
 }
 
 /// A provider's counters summed over hooks (see [`Metrics::provider_summary`]).
@@ -480,6 +607,10 @@ pub struct Handles {
     call_duration: Vec<OnceLock<Histogram>>,
     decisions: Vec<OnceLock<IntCounter>>,
     dropped: Vec<OnceLock<IntCounter>>,
+    shadow: Vec<OnceLock<IntCounter>>,
+    shadow_dropped: Vec<OnceLock<IntCounter>>,
+    cache_lookups: Vec<OnceLock<IntCounter>>,
+    cache_evictions: Vec<OnceLock<IntCounter>>,
 }
 
 const HOOKS: usize = Hook::ALL.len();
@@ -531,6 +662,146 @@ impl Handles {
                 .get(provider * DropReason::ALL.len() + reason as usize)?
                 .get_or_init(|| self.metrics.dropped.with_label_values(&[&self.providers[provider], reason.as_str()])),
         )
+    }
+
+    fn shadow_slot(&self, tenant: usize, hook: Hook, provider: usize, verdict: ShadowVerdict) -> Option<&IntCounter> {
+        if tenant >= self.tenants.len() || provider >= self.providers.len() {
+            return None;
+        }
+        let i = ((tenant * HOOKS + hook.index()) * self.providers.len() + provider) * ShadowVerdict::ALL.len()
+            + verdict as usize;
+        Some(self.shadow.get(i)?.get_or_init(|| {
+            self.metrics.shadow_comparisons.with_label_values(&[
+                &self.tenants[tenant],
+                hook.name(),
+                &self.providers[provider],
+                verdict.as_str(),
+            ])
+        }))
+    }
+
+    fn shadow_dropped_slot(&self, tenant: usize, hook: Hook, provider: usize) -> Option<&IntCounter> {
+        if tenant >= self.tenants.len() || provider >= self.providers.len() {
+            return None;
+        }
+        let i = (tenant * HOOKS + hook.index()) * self.providers.len() + provider;
+        Some(self.shadow_dropped.get(i)?.get_or_init(|| {
+            self.metrics.shadow_dropped.with_label_values(&[
+                &self.tenants[tenant],
+                hook.name(),
+                &self.providers[provider],
+            ])
+        }))
+    }
+
+    fn cache_lookup_slot(&self, provider: usize, hook: Hook, result: CacheLookup) -> Option<&IntCounter> {
+        let i = (provider * HOOKS + hook.index()) * CacheLookup::ALL.len() + result as usize;
+        Some(self.cache_lookups.get(i)?.get_or_init(|| {
+            self.metrics.cache_lookups.with_label_values(&[&self.providers[provider], hook.name(), result.as_str()])
+        }))
+    }
+
+    fn cache_eviction_slot(&self, provider: usize, reason: CacheEviction) -> Option<&IntCounter> {
+        Some(self.cache_evictions.get(provider * CacheEviction::ALL.len() + reason as usize)?.get_or_init(|| {
+            self.metrics.cache_evictions.with_label_values(&[&self.providers[provider], reason.as_str()])
+        }))
+    }
+
+    /// Creates at 0 the series of an observe member: its deliveries of `hook`
+    /// (`provider_calls_total{result="ok"}`, which a valued hook has nowhere else).
+    pub fn declare_observer(&self, provider: usize, hook: Hook) {
+        self.call_slot(provider, hook, CallResult::Ok);
+    }
+
+    /// Creates at 0 the series of a shadow member: its comparisons by every verdict and its
+    /// dropped calls, for `tenant`'s chain of `hook`.
+    pub fn declare_shadow(&self, tenant: usize, hook: Hook, provider: usize) {
+        for &v in ShadowVerdict::ALL {
+            self.shadow_slot(tenant, hook, provider, v);
+        }
+        self.shadow_dropped_slot(tenant, hook, provider);
+    }
+
+    /// Counts a shadow comparison.
+    pub fn shadow(&self, tenant: usize, hook: Hook, provider: usize, verdict: ShadowVerdict) {
+        if let Some(c) = self.shadow_slot(tenant, hook, provider, verdict) {
+            c.inc();
+        }
+    }
+
+    /// Counts a disagreement and keeps it in the log (the newest [`DISAGREEMENTS_KEPT`]).
+    /// `chain` and `shadow` are descriptions of the two answers, never request contents.
+    pub fn disagreement(
+        &self,
+        tenant: usize,
+        hook: Hook,
+        provider: usize,
+        clientid: &str,
+        chain: String,
+        shadow: String,
+    ) {
+        self.shadow(tenant, hook, provider, ShadowVerdict::Disagree);
+        let (Some(t), Some(p)) = (self.tenants.get(tenant), self.providers.get(provider)) else { return };
+        self.metrics.keep_disagreement(Disagreement {
+            at: std::time::SystemTime::now(),
+            tenant: t.clone(),
+            hook: hook.name(),
+            provider: p.clone(),
+            // Bounded: a clientid is at most 65535 bytes in MQTT; the log keeps 256 chars.
+            clientid: clientid.chars().take(256).collect(),
+            chain,
+            shadow,
+        });
+    }
+
+    /// Counts a shadow call not made (too many in flight).
+    pub fn shadow_dropped(&self, tenant: usize, hook: Hook, provider: usize) {
+        if let Some(c) = self.shadow_dropped_slot(tenant, hook, provider) {
+            c.inc();
+        }
+    }
+
+    /// Creates at 0 the series of a provider's decision cache: lookups of `hooks` by result,
+    /// evictions by reason, and the entries gauge.
+    pub fn declare_cache(&self, provider: usize, hooks: &[Hook]) {
+        for &hook in hooks {
+            for &r in CacheLookup::ALL {
+                self.cache_lookup_slot(provider, hook, r);
+            }
+        }
+        for &r in CacheEviction::ALL {
+            self.cache_eviction_slot(provider, r);
+        }
+        self.cache_entries(provider, 0);
+    }
+
+    /// Counts a decision cache lookup.
+    pub fn cache_lookup(&self, provider: usize, hook: Hook, result: CacheLookup) {
+        if let Some(c) = self.cache_lookup_slot(provider, hook, result) {
+            c.inc();
+        }
+    }
+
+    /// Counts `n` cached decisions removed for `reason`.
+    pub fn cache_evicted(&self, provider: usize, reason: CacheEviction, n: usize) {
+        if let (Some(c), true) = (self.cache_eviction_slot(provider, reason), n > 0) {
+            c.inc_by(n as u64);
+        }
+    }
+
+    /// Removes the entries gauge of a provider that has no cache (any more): a reload that
+    /// drops `[providers.cache]` must not leave its last count behind.
+    pub fn forget_cache(&self, provider: usize) {
+        if let Some(name) = self.providers.get(provider) {
+            let _ = self.metrics.cache_entries.remove_label_values(&[name]);
+        }
+    }
+
+    /// Sets the number of decisions a provider's cache holds.
+    pub fn cache_entries(&self, provider: usize, n: usize) {
+        if let Some(name) = self.providers.get(provider) {
+            self.metrics.cache_entries.with_label_values(&[name]).set(n as i64);
+        }
     }
 
     /// Creates at 0 the series of one tenant's explicit chain for `hook`: the tenant's
@@ -622,7 +893,7 @@ impl Handles {
     /// Removes the gauges of providers that are no longer configured (after a reload).
     pub fn forget_provider(&self, name: &str) {
         let m = &self.metrics;
-        for g in [&m.up, &m.inflight, &m.queued, &m.breaker_state] {
+        for g in [&m.up, &m.inflight, &m.queued, &m.breaker_state, &m.cache_entries] {
             let _ = g.remove_label_values(&[name]);
         }
     }
@@ -653,6 +924,8 @@ mod tests {
         h.decision(0, Hook::ClientAuthenticate, None);
         h.dropped(1, DropReason::QueueFull);
         h.set_gauges(0, ProviderGauges { up: true, inflight: 3, queued: 7, breaker_state: 2 });
+        h.declare_shadow(0, Hook::ClientAuthenticate, 1);
+        h.declare_cache(0, &[Hook::ClientAuthenticate, Hook::ClientAuthorize]);
         m.reload(true);
         let text = m.encode();
         assert_eq!(
@@ -723,11 +996,81 @@ mod tests {
         let mut exported: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
         exported.sort();
-        let mut names = METRIC_NAMES.to_vec();
+        let mut names = METRIC_NAMES.iter().chain(OPTIONAL_METRIC_NAMES).copied().collect::<Vec<_>>();
         names.sort();
         assert_eq!(exported, names);
         h.forget_provider("auth");
         assert!(!m.encode().contains("exhook_gateway_provider_up{provider=\"auth\"}"));
+    }
+
+    #[test]
+    fn optional_families_appear_only_when_configured() {
+        let m = Metrics::new();
+        let _h = m.handles(&["default"], &["auth"]);
+        let text = m.encode();
+        for name in OPTIONAL_METRIC_NAMES {
+            assert!(!text.contains(name), "{name} without a shadow or cache");
+        }
+    }
+
+    #[test]
+    fn shadow_and_cache_series_exist_from_the_start() {
+        let m = Metrics::new();
+        let h = m.handles(&["default"], &["auth", "auth-v2"]);
+        h.declare_shadow(0, Hook::ClientAuthenticate, 1);
+        h.declare_cache(0, &[Hook::ClientAuthenticate]);
+        let text = m.encode();
+        for v in ShadowVerdict::ALL {
+            let series = format!(
+                "exhook_gateway_shadow_comparisons_total{{hook=\"client.authenticate\",provider=\"auth-v2\",tenant=\"default\",verdict=\"{}\"}}",
+                v.as_str()
+            );
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        for r in CacheEviction::ALL {
+            let series = format!("exhook_gateway_cache_evictions_total{{provider=\"auth\",reason=\"{}\"}}", r.as_str());
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        assert_eq!(value(&text, "exhook_gateway_cache_entries{provider=\"auth\"}"), Some(0.0));
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_shadow_dropped_total{hook=\"client.authenticate\",provider=\"auth-v2\",tenant=\"default\"}"
+            ),
+            Some(0.0)
+        );
+        h.cache_lookup(0, Hook::ClientAuthenticate, CacheLookup::Hit);
+        h.cache_evicted(0, CacheEviction::Api, 3);
+        h.shadow(0, Hook::ClientAuthenticate, 1, ShadowVerdict::Agree);
+        // The log keeps the newest DISAGREEMENTS_KEPT, newest first.
+        for i in 0..DISAGREEMENTS_KEPT + 5 {
+            h.disagreement(0, Hook::ClientAuthenticate, 1, &format!("c{i}"), "allow".into(), "deny".into());
+        }
+        let log = m.disagreements();
+        assert_eq!(log.len(), DISAGREEMENTS_KEPT);
+        assert_eq!(log[0].clientid, format!("c{}", DISAGREEMENTS_KEPT + 4));
+        assert_eq!(
+            (log[0].hook, log[0].provider.as_str(), log[0].chain.as_str()),
+            ("client.authenticate", "auth-v2", "allow")
+        );
+        let text = m.encode();
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_cache_lookups_total{hook=\"client.authenticate\",provider=\"auth\",result=\"hit\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "exhook_gateway_cache_evictions_total{provider=\"auth\",reason=\"api\"}"), Some(3.0));
+        assert_eq!(
+            value(
+                &text,
+                "exhook_gateway_shadow_comparisons_total{hook=\"client.authenticate\",provider=\"auth-v2\",tenant=\"default\",verdict=\"disagree\"}"
+            ),
+            Some((DISAGREEMENTS_KEPT + 5) as f64)
+        );
+        // Clientids are in the log only, never in a label.
+        assert!(!text.contains("c104"));
     }
 
     #[test]

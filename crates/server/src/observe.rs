@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use exhook_chain::Ending;
+pub use exhook_config::MemberMode;
 use exhook_hooks::Hook;
+pub use exhook_metrics::ShadowVerdict;
 use exhook_proto::model::ValuedResponse;
 use exhook_upstream::CallError;
 
@@ -44,6 +46,27 @@ pub struct StepEvent<'a> {
     pub result: StepResult<'a>,
     /// Call time (zero when not called).
     pub elapsed: Duration,
+    /// How the provider takes part in the chain: a shadow's step is reported when its
+    /// answer arrives (after EMQX may already have been answered), an observer's when its
+    /// request is queued.
+    pub mode: MemberMode,
+    /// The answer came from the provider's decision cache: no call was made.
+    pub cached: bool,
+}
+
+/// A shadow provider's answer compared with the chain's (after both are known).
+#[derive(Debug)]
+pub struct ShadowEvent<'a> {
+    /// Tenant name.
+    pub tenant: &'a str,
+    /// The hook.
+    pub hook: Hook,
+    /// The shadow provider's name.
+    pub provider: &'a str,
+    /// The verdict.
+    pub verdict: ShadowVerdict,
+    /// The shadow call's time.
+    pub elapsed: Duration,
 }
 
 /// The end of one EMQX call.
@@ -71,6 +94,8 @@ pub trait Observer: Send + Sync + 'static {
     fn step(&self, _event: &StepEvent<'_>) {}
     /// An EMQX call answered.
     fn call(&self, _event: &CallEvent<'_>) {}
+    /// A shadow provider's answer compared (runs on the shadow's own task).
+    fn shadow(&self, _event: &ShadowEvent<'_>) {}
 }
 
 /// Observes nothing.

@@ -359,19 +359,21 @@ impl Provider {
             result
         }
         .await;
-        self.record_call(hook, &result, started.elapsed());
+        self.record_call(hook, route, &result, started.elapsed());
         result
     }
 
     /// The provider-level facts of one call, recorded here and nowhere else: its latency when
     /// it got an answer (or timed out, or failed with a status), and its result — except a
-    /// valued answer's, which only the chain can read (`continue`, `stop` or `ignore`).
-    fn record_call<D>(&self, hook: Hook, result: &Result<D, CallError>, elapsed: Duration) {
+    /// valued answer's, which only the chain can read (`continue`, `stop` or `ignore`). A
+    /// valued hook delivered through the queue (an `observe` member) is read by nobody: it
+    /// counts as delivered (`ok`), as a notification.
+    fn record_call<D>(&self, hook: Hook, route: Route, result: &Result<D, CallError>, elapsed: Duration) {
         // A guard, not a clone: no reference count taken on the per-call path.
         let slot = self.metrics.load();
         let Some(m) = slot.as_deref() else { return };
         match result {
-            Ok(_) if hook.kind() == exhook_hooks::HookKind::Valued => {
+            Ok(_) if hook.kind() == exhook_hooks::HookKind::Valued && route != Route::Queued => {
                 m.handles.provider_latency(m.index, hook, elapsed);
             }
             Ok(_) => m.handles.provider_call(m.index, hook, CallResult::Ok, Some(elapsed)),

@@ -6,11 +6,16 @@
 //! * `valued` — a valued hook: the fold over the tenant's chain, inside EMQX's deadline;
 //! * `notify` — a notification: queued (or awaited) delivery to each subscribed provider;
 //! * `lifecycle` — OnProviderLoaded / OnProviderUnloaded fan-out to the tenant's providers;
+//! * `side` — a valued chain's shadow and observe members: spawned or queued off the
+//!   answer's path, never folded;
+//! * `cache` — the providers' decision caches (per snapshot: a reload starts them empty);
 //! * here — admission (tenant limit), routing (which package, or why a provider is skipped)
 //!   and per-step recording, shared by all of them.
 
+mod cache;
 mod lifecycle;
 mod notify;
+mod side;
 mod tenant;
 mod valued;
 
@@ -20,8 +25,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use exhook_chain::StepOutcome;
-use exhook_config::Config;
-use exhook_hooks::{Hook, Version};
+use exhook_chain::cache::DecisionCache;
+use exhook_config::{Config, MemberMode};
+use exhook_hooks::{Hook, HookSet, Version};
 use exhook_metrics::{CallResult, Handles};
 use exhook_proto::model::{ProviderLoadedRequest, RequestMeta};
 use exhook_upstream::share::TenantShare;
@@ -50,6 +56,13 @@ pub(crate) struct Runtime {
     unknown_clusters: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The broker info providers are loaded with before any EMQX called OnProviderLoaded.
     pub(crate) own_broker: ProviderLoadedRequest,
+    /// Per tenant: the valued hooks whose chain has shadow or observe members (the plain
+    /// chain's path checks one bit).
+    side_hooks: Vec<HookSet>,
+    /// Shadow calls in flight, over every tenant and provider.
+    shadow_budget: Arc<side::ShadowBudget>,
+    /// Per provider: its decision cache, if `[providers.cache]` is set.
+    caches: Vec<Option<DecisionCache>>,
 }
 
 /// How many distinct unknown cluster names are logged (each once).
@@ -126,6 +139,22 @@ impl Runtime {
         }
         let tenant_inflight = config.tenants.iter().map(|_| AtomicUsize::new(0)).collect();
         let shares = share_table(&config);
+        let mut side_hooks = vec![HookSet::EMPTY; config.tenants.len()];
+        for (t, tenant) in config.tenants.iter().enumerate() {
+            for hook in tenant.explicit.iter() {
+                for (p, mode) in tenant.members(hook) {
+                    match mode {
+                        MemberMode::Shadow => metrics.declare_shadow(t, hook, p),
+                        MemberMode::Observe => metrics.declare_observer(p, hook),
+                        MemberMode::Decisive => {}
+                    }
+                    if mode != MemberMode::Decisive {
+                        side_hooks[t].insert(hook);
+                    }
+                }
+            }
+        }
+        let caches = cache::caches(&config, &metrics);
         Runtime {
             config,
             providers,
@@ -138,6 +167,9 @@ impl Runtime {
             shares,
             unknown_clusters: Default::default(),
             own_broker: own_broker(),
+            side_hooks,
+            shadow_budget: Arc::new(side::ShadowBudget::default()),
+            caches,
         }
     }
 
@@ -175,23 +207,32 @@ impl Runtime {
     /// meant to the fold; a call's own result and latency are recorded by the provider),
     /// then the observer.
     fn step(&self, t: usize, hook: Hook, i: usize, result: StepResult<'_>, elapsed: Duration) {
+        self.step_as(t, hook, i, result, elapsed, Via::Call(MemberMode::Decisive));
+    }
+
+    /// As [`Runtime::step`], for a step that was not a decisive call: a cache hit, a shadow or
+    /// an observer.
+    fn step_as(&self, t: usize, hook: Hook, i: usize, result: StepResult<'_>, elapsed: Duration, via: Via) {
         let metric = match &result {
             StepResult::SkippedNotLoaded => Some(CallResult::Unavailable),
             StepResult::SkippedFiltered => Some(CallResult::Filtered),
-            StepResult::Answered(StepOutcome::Continue, _) => Some(CallResult::Continue),
-            StepResult::Answered(StepOutcome::Stop, _) => Some(CallResult::Stop),
-            StepResult::Answered(..) => Some(CallResult::Ignore),
+            StepResult::Answered(outcome, _) => Some(answered_result(*outcome)),
             StepResult::SkippedNotRegistered
             | StepResult::Queued
             | StepResult::Dropped
             | StepResult::Delivered
             | StepResult::Failed(..) => None,
         };
-        if let Some(r) = metric {
+        // A cache hit made no call: it is counted as a lookup, not as a provider call.
+        if let (Some(r), false) = (metric, via == Via::Cache) {
             self.metrics.provider_call(i, hook, r, None);
         }
         let tenant = &self.config.tenants[t].name;
-        self.observer.step(&StepEvent { tenant, hook, provider: self.provider_name(i), result, elapsed });
+        let (mode, cached) = match via {
+            Via::Call(mode) => (mode, false),
+            Via::Cache => (MemberMode::Decisive, true),
+        };
+        self.observer.step(&StepEvent { tenant, hook, provider: self.provider_name(i), result, elapsed, mode, cached });
     }
 
     /// Whether provider `index` takes this call: the package it speaks, or why it is skipped
@@ -206,6 +247,24 @@ impl Runtime {
             })
             .unwrap_or(Err(StepResult::SkippedNotLoaded))
     }
+}
+
+/// What a valued answer meant to the fold, as `provider_calls_total{result}` counts it.
+fn answered_result(outcome: StepOutcome) -> CallResult {
+    match outcome {
+        StepOutcome::Continue => CallResult::Continue,
+        StepOutcome::Stop => CallResult::Stop,
+        _ => CallResult::Ignore,
+    }
+}
+
+/// How a step's answer was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A call to the provider, as a member of this mode.
+    Call(MemberMode),
+    /// The provider's decision cache (no call).
+    Cache,
 }
 
 /// A step outcome's short name, for logs and the demo.

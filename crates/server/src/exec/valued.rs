@@ -1,10 +1,12 @@
 //! A valued hook: the fold over the tenant's chain, inside the caller's deadline, with
-//! per-client order against queued notifications.
+//! per-client order against queued notifications. A member with a decision cache is looked
+//! up first (a hit is its answer, without a call); shadow and observe members are handed to
+//! `side` at their position and never folded.
 
 use std::time::Duration;
 
 use exhook_chain::{Ending, Fold};
-use exhook_config::{FailedAction, NotifyMode};
+use exhook_config::{FailedAction, MemberMode, NotifyMode};
 use exhook_hooks::ValuedRequest;
 use exhook_metrics::Outcome;
 use exhook_proto::model::{ValuedResponse, valued_response::ResponsedType};
@@ -31,7 +33,17 @@ impl Runtime {
         let chain = tenant.chain(R::HOOK);
         let mut fold = Fold::new(request);
         let key_hash = hash_key(fold.current().dispatch_key());
+        // Shadow and observe members (one bit for a plain chain): what EMQX sent is what it
+        // keeps on IGNORE, the value the shadows are compared with.
+        let side = self.side_hooks[t].contains(R::HOOK).then(|| &tenant.modes[R::HOOK.index()]);
+        let sent = side.map(|_| fold.current().answer());
+        let mut shadows = Vec::new();
+        let mut reached = chain.len();
         for (position, &index) in chain.iter().enumerate() {
+            if let Some(mode) = side.map(|m| m[position]).filter(|m| *m != MemberMode::Decisive) {
+                shadows.extend(self.side_member(t, index, mode, fold.current(), key_hash));
+                continue;
+            }
             let p = &self.providers[index];
             let settings = p.config();
             // For publish the topic is the folded message's: a rewrite re-routes the filters.
@@ -45,6 +57,25 @@ impl Runtime {
                     continue;
                 }
             };
+            // The decision cache: a hit is this provider's answer without a call.
+            let cache_key = version.and_then(|_| self.cache_key(index, fold.current()));
+            if let Some(response) = cache_key.as_ref().and_then(|k| self.cache_lookup(index, R::HOOK, k)) {
+                let copy = self.observer.wants_values().then(|| response.clone());
+                let (flow, outcome) = fold.on_response(position, response);
+                self.step_as(
+                    t,
+                    R::HOOK,
+                    index,
+                    StepResult::Answered(outcome, copy.as_ref()),
+                    Duration::ZERO,
+                    Via::Cache,
+                );
+                if flow == exhook_chain::Flow::Stop {
+                    reached = position + 1;
+                    break;
+                }
+                continue;
+            }
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(started);
             let share = self.shares[t][index].as_deref();
@@ -81,6 +112,9 @@ impl Runtime {
             let elapsed = started.elapsed();
             let flow = match result {
                 Ok(response) => {
+                    if let Some(key) = &cache_key {
+                        self.cache_store(index, key, &response);
+                    }
                     let copy = self.observer.wants_values().then(|| response.clone());
                     let (flow, outcome) = fold.on_response(position, response);
                     self.step(t, R::HOOK, index, StepResult::Answered(outcome, copy.as_ref()), elapsed);
@@ -94,10 +128,26 @@ impl Runtime {
                 }
             };
             if flow == exhook_chain::Flow::Stop {
+                reached = position + 1;
                 break;
             }
         }
+        // Side members after where the chain ended get the request as it ended.
+        if let Some(modes) = side {
+            for (position, &index) in chain.iter().enumerate().skip(reached) {
+                if modes[position] != MemberMode::Decisive {
+                    shadows.extend(self.side_member(t, index, modes[position], fold.current(), key_hash));
+                }
+            }
+        }
         let (response, ending) = fold.finish();
+        if let Some(sent) = sent {
+            let value = exhook_chain::shadow::chain_value(&response, sent);
+            for shadow in shadows {
+                // A shadow whose task already ended (failed, dropped) no longer listens.
+                let _ = shadow.send(value.clone());
+            }
+        }
         let (outcome, decided_by) = match ending {
             Ending::AllIgnored => (Outcome::Ignore, None),
             Ending::Continued => (Outcome::Continue, None),
