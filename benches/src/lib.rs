@@ -11,6 +11,7 @@
 //! runner), [`proxies`] (nginx and haproxy), [`scenarios`] and [`report`].
 #![warn(missing_docs)]
 
+pub mod curves;
 pub mod procs;
 pub mod proxies;
 pub mod report;

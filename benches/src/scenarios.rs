@@ -103,6 +103,27 @@ pub struct Scenario {
     /// Every provider has a decision cache (`[providers.cache]`, TTL longer than a run: warm
     /// after the first pass over the load generator's clients).
     pub cache: bool,
+    /// The load's shape for this scenario instead of the run's ([`Shape::load`]): `(EMQX
+    /// connections, calls in flight on each)` (issue 11's curves).
+    pub load: Option<(usize, usize)>,
+    /// Distinct clientids the load generator cycles through (default: its own, 1024).
+    pub clients: Option<usize>,
+    /// Bytes of each publish's payload (default: a small JSON reading).
+    pub payload_bytes: Option<usize>,
+    /// `connections` of every provider in the gateway's configuration (default: the
+    /// gateway's, 1).
+    pub provider_connections: Option<usize>,
+    /// Where this run sits on one of issue 11's curves.
+    pub curve: Option<CurvePoint>,
+}
+
+/// A point of a cost curve: the curve's name and its x value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurvePoint {
+    /// `payload`, `connections`, `chain`, `filters` or `provider-connections`.
+    pub curve: &'static str,
+    /// The x value (bytes, connections, providers, filters).
+    pub x: u64,
 }
 
 /// How the gateway's chain lists the scenario's providers.
@@ -166,6 +187,11 @@ pub fn all(pv: Version) -> Vec<Scenario> {
         tls: false,
         members: Members::Decisive,
         cache: false,
+        load: None,
+        clients: None,
+        payload_bytes: None,
+        provider_connections: None,
+        curve: None,
     };
     let auth = Some("client.authenticate");
     vec![
@@ -315,6 +341,113 @@ pub fn all(pv: Version) -> Vec<Scenario> {
     ]
 }
 
+/// Issue 11's cost curves: for each point the gateway (chain over the point's providers) and
+/// its floor (the load generator calling the same providers directly, one after another).
+/// Run with `compare --curves`; the report draws CPU per call and throughput per curve.
+pub fn curves(pv: Version) -> Vec<Scenario> {
+    use Answer::{Continue, Stop};
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let base = |id: String, title: String, mix, providers: Vec<ProviderSpec>, middle, hook, expect, fanout| Scenario {
+        id: leak(id),
+        title: leak(title),
+        mix,
+        providers,
+        middle,
+        chain_hook: hook,
+        expect,
+        fanout,
+        latency_only: false,
+        tls: false,
+        members: Members::Decisive,
+        cache: false,
+        load: None,
+        clients: None,
+        payload_bytes: None,
+        provider_connections: None,
+        curve: None,
+    };
+    let auth = Some("client.authenticate");
+    let publish = Some("message.publish");
+    let mut out = Vec::new();
+    let mut pair = |curve: &'static str, x: u64, label: &str, make: &dyn Fn(Middle) -> Scenario| {
+        for (middle, tag) in [(Middle::Direct, "direct"), (Middle::Gateway, "gateway")] {
+            let mut sc = make(middle);
+            sc.id = leak(format!("{curve}:{label}:{tag}"));
+            sc.curve = Some(CurvePoint { curve, x });
+            out.push(sc);
+        }
+    };
+    // Payload bytes on message.publish (a provider that answers CONTINUE with the message).
+    // Few clients: every client's requests are encoded up front.
+    for (x, label) in [(100u64, "100B"), (1024, "1KiB"), (16 * 1024, "16KiB"), (256 * 1024, "256KiB")] {
+        pair("payload", x, label, &|m| Scenario {
+            clients: Some(64),
+            payload_bytes: Some(x as usize),
+            ..base(
+                String::new(),
+                format!("publish, {label} payload"),
+                Mix::Publish,
+                vec![p("p0", pv, Continue)],
+                m,
+                publish,
+                Some(Continue),
+                1,
+            )
+        });
+    }
+    // EMQX connections (EMQX's pool is 8 per node), 128 calls in flight in all, 100,000 clientids.
+    for (n, inflight) in [(8usize, 16usize), (64, 2), (512, 1)] {
+        pair("connections", n as u64, &n.to_string(), &|m| Scenario {
+            load: Some((n, inflight)),
+            clients: Some(100_000),
+            ..base(
+                String::new(),
+                format!("{n} EMQX connections"),
+                Mix::Auth,
+                vec![p("p0", pv, Stop)],
+                m,
+                auth,
+                Some(Stop),
+                1,
+            )
+        });
+    }
+    // Chain length: CONTINUE … CONTINUE, STOP_AND_RETURN.
+    for n in [1usize, 3, 10] {
+        let providers: Vec<ProviderSpec> =
+            (0..n).map(|i| p(&format!("p{i}"), pv, if i + 1 == n { Stop } else { Continue })).collect();
+        pair("chain", n as u64, &n.to_string(), &|m| {
+            base(String::new(), format!("chain of {n}"), Mix::Auth, providers.clone(), m, auth, Some(Stop), n as u64)
+        });
+    }
+    // Topic filters registered by the provider (the publish topic matches one of them).
+    for n in [1usize, 100, 10_000] {
+        pair("filters", n as u64, &n.to_string(), &|m| {
+            let mut spec = p("p0", pv, Continue);
+            spec.filters = n;
+            spec.matching = vec!["bench/raw/+".to_owned()];
+            base(String::new(), format!("{n} topic filters"), Mix::Publish, vec![spec], m, publish, Some(Continue), 1)
+        });
+    }
+    // HTTP/2 connections from the gateway to the provider (memory per provider connection).
+    for n in [1usize, 64] {
+        pair("provider-connections", n as u64, &n.to_string(), &|m| Scenario {
+            provider_connections: Some(n),
+            ..base(
+                String::new(),
+                format!("{n} provider connections"),
+                Mix::Auth,
+                vec![p("p0", pv, Stop)],
+                m,
+                auth,
+                Some(Stop),
+                1,
+            )
+        });
+    }
+    out
+}
+
 /// The gateway's TOML for a scenario: its providers (protocol pinned, generous timeouts),
 /// and the scenario's hook chained over all of them.
 /// The admin listener (metrics, status) stays enabled, as deployed, on `admin` (a free port:
@@ -351,6 +484,9 @@ pub fn gateway_toml(
         ));
         if let Some(t) = tls {
             s.push_str(&format!("[providers.tls]\nca_file = \"{}\"\n", t.ca.display()));
+        }
+        if let Some(n) = scenario.provider_connections {
+            s.push_str(&format!("connections = {n}\n"));
         }
         if scenario.cache {
             s.push_str("[providers.cache]\nttl = \"1h\"\n");

@@ -64,6 +64,11 @@ struct Cli {
     /// The gateway's `[server] worker_threads` (default: one per core)
     #[arg(long)]
     gateway_threads: Option<usize>,
+    /// Issue 11's cost curves instead of the scenarios: payload bytes, EMQX connections, chain
+    /// length, topic filters and provider connections, each point the gateway against the
+    /// providers called directly (throughput shape only; report in curves.txt / curves.svg).
+    #[arg(long)]
+    curves: bool,
     /// Keep the temp dir (configs and logs) even when everything passed.
     #[arg(long)]
     keep_temp: bool,
@@ -169,8 +174,14 @@ fn run_once(ctx: &Ctx, sc: &Scenario, shape: Shape, round: u32) -> anyhow::Resul
             vec![format!("{scheme}://{listen}")]
         }
     };
-    let (connections, inflight) = shape.load();
+    let (connections, inflight) = sc.load.unwrap_or(shape.load());
     let mut cmd = Command::new(&ctx.bins.loadgen);
+    if let Some(n) = sc.clients {
+        cmd.args(["--clients", &n.to_string()]);
+    }
+    if let Some(n) = sc.payload_bytes {
+        cmd.args(["--payload-bytes", &n.to_string()]);
+    }
     cmd.arg("--json")
         .args(["--package", ctx.cli.package.as_str()])
         .args(["--mix", &sc.mix.to_string()])
@@ -290,7 +301,8 @@ fn real_main() -> anyhow::Result<bool> {
             cli.warmup.unwrap_or(Duration::from_millis(500)),
         )
     };
-    let mut all = scenarios::all(cli.provider_package);
+    let mut all =
+        if cli.curves { scenarios::curves(cli.provider_package) } else { scenarios::all(cli.provider_package) };
     if !cli.only.is_empty() {
         all.retain(|s| cli.only.iter().any(|o| o == s.id));
         if all.is_empty() {
@@ -424,8 +436,17 @@ fn real_main() -> anyhow::Result<bool> {
         ctx.cli.package,
         ctx.cli.provider_package
     );
-    std::fs::write(out_dir.join("chart.svg"), report::svg(&summary, &title))?;
-    std::fs::write(out_dir.join("report.txt"), &table)?;
+    if ctx.cli.curves {
+        let points = exhook_benches::curves::points(&all, &summary);
+        let text = exhook_benches::curves::table(&points);
+        println!("{text}");
+        std::fs::write(out_dir.join("curves.txt"), &text)?;
+        let title = format!("exhook-gateway cost curves ({rounds} rounds, {} s per run)", duration.as_secs_f64());
+        std::fs::write(out_dir.join("curves.svg"), exhook_benches::curves::svg(&points, &title))?;
+    } else {
+        std::fs::write(out_dir.join("chart.svg"), report::svg(&summary, &title))?;
+        std::fs::write(out_dir.join("report.txt"), &table)?;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!("bench: wrote {}/{{results.json,chart.svg,report.txt}} in {elapsed:.1} s", out_dir.display());
     if failures.is_empty() && !ctx.cli.keep_temp {

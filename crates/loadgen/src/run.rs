@@ -44,6 +44,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Distinct virtual clients (clientids) cycled through.
     pub clients: usize,
+    /// Bytes of each publish's payload (`None`: a small JSON reading).
+    pub payload_bytes: Option<usize>,
     /// Processes (trees) whose CPU and peak RSS are reported: `(name, pid)`.
     pub watch: Vec<(String, u32)>,
     /// Call `OnProviderLoaded` on every target first, as EMQX does (a gateway then loads its
@@ -68,6 +70,7 @@ impl Default for LoadConfig {
             rate: None,
             timeout: Duration::from_secs(5),
             clients: 1024,
+            payload_bytes: None,
             watch: Vec::new(),
             load_first: true,
             attempts: 250,
@@ -487,7 +490,7 @@ pub async fn run(config: &LoadConfig) -> anyhow::Result<LoadResult> {
                 .with_context(|| format!("loading {url}"))?;
         }
     }
-    let workload = Arc::new(Workload::new(config.mix, config.version, config.clients));
+    let workload = Arc::new(Workload::with_payload(config.mix, config.version, config.clients, config.payload_bytes));
     let start = Instant::now();
     let timing = Timing { measure_from: start + config.warmup, end: start + config.warmup + config.duration };
     let open = config.rate.map(|rate| Arc::new(OpenLoop { start, rate, next: AtomicU64::new(0) }));

@@ -143,14 +143,17 @@ fn conninfo(c: usize) -> Option<ConnInfo> {
     })
 }
 
-fn message(c: usize) -> Option<Message> {
+/// The publish payload when none is chosen: a small JSON reading.
+const DEFAULT_PAYLOAD: &[u8] = b"{\"temp\":21.5,\"hum\":40,\"ts\":1731974400000,\"seq\":123456}";
+
+fn message(c: usize, payload: &Bytes) -> Option<Message> {
     Some(Message {
         node: "emqx@127.0.0.1".into(),
         id: format!("0006{c:012X}F3A2C4E0000B0F"),
         qos: 1,
         from: format!("bench-client-{c}"),
         topic: topic_of(c),
-        payload: Bytes::from_static(b"{\"temp\":21.5,\"hum\":40,\"ts\":1731974400000,\"seq\":123456}"),
+        payload: payload.clone(),
         timestamp: 1_731_974_400_000,
         headers: [("peerhost".to_owned(), "127.0.0.1".to_owned())].into_iter().collect(),
     })
@@ -169,7 +172,7 @@ fn encode<R: HookRequest>(request: R, version: Version) -> Op {
     }
 }
 
-fn op(hook: Hook, c: usize, version: Version) -> Op {
+fn op(hook: Hook, c: usize, version: Version, payload: &Bytes) -> Op {
     match hook {
         Hook::ClientConnect => encode(
             model::ClientConnectRequest {
@@ -209,7 +212,7 @@ fn op(hook: Hook, c: usize, version: Version) -> Op {
         ),
         Hook::MessagePublish => encode(
             model::MessagePublishRequest {
-                message: message(c),
+                message: message(c, payload),
                 meta: meta(),
                 props: Vec::new(),
                 user_props: Vec::new(),
@@ -217,7 +220,11 @@ fn op(hook: Hook, c: usize, version: Version) -> Op {
             version,
         ),
         Hook::MessageDelivered => encode(
-            model::MessageDeliveredRequest { clientinfo: clientinfo(c + 1), message: message(c), meta: meta() },
+            model::MessageDeliveredRequest {
+                clientinfo: clientinfo(c + 1),
+                message: message(c, payload),
+                meta: meta(),
+            },
             version,
         ),
         Hook::ClientDisconnected => encode(
@@ -231,7 +238,19 @@ fn op(hook: Hook, c: usize, version: Version) -> Op {
 impl Workload {
     /// Encodes `clients` virtual clients' cycles of `mix` in `version`'s package.
     pub fn new(mix: Mix, version: Version, clients: usize) -> Workload {
-        let clients = (0..clients.max(1)).map(|c| mix.hooks().iter().map(|&h| op(h, c, version)).collect()).collect();
+        Self::with_payload(mix, version, clients, None)
+    }
+
+    /// The same, with publishes (and deliveries) carrying `payload_bytes` bytes (`None`: a
+    /// small JSON reading). Every client's operations are encoded up front: mind
+    /// `clients × payload_bytes`.
+    pub fn with_payload(mix: Mix, version: Version, clients: usize, payload_bytes: Option<usize>) -> Workload {
+        let payload = match payload_bytes {
+            Some(n) => Bytes::from((0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>()),
+            None => Bytes::from_static(DEFAULT_PAYLOAD),
+        };
+        let clients =
+            (0..clients.max(1)).map(|c| mix.hooks().iter().map(|&h| op(h, c, version, &payload)).collect()).collect();
         Workload { mix, version, clients }
     }
 

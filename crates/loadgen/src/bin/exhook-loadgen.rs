@@ -46,6 +46,9 @@ struct Cli {
     /// Distinct clientids cycled through.
     #[arg(long, default_value_t = 1024)]
     clients: usize,
+    /// Bytes of each publish's payload (default: a small JSON reading).
+    #[arg(long)]
+    payload_bytes: Option<usize>,
     /// Report CPU and peak RSS of a process tree over the window: NAME=PID (repeatable).
     #[arg(long, value_parser = parse_watch)]
     watch: Vec<(String, u32)>,
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
         rate: cli.rate,
         timeout: cli.timeout,
         clients: cli.clients,
+        payload_bytes: cli.payload_bytes,
         watch: cli.watch,
         ca_file: cli.ca_file.clone(),
         load_first: !cli.no_load,
