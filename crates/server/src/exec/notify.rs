@@ -49,27 +49,7 @@ impl Runtime {
             let Some(share) = self.shares[t][index].as_ref() else { continue };
             match settings.notify {
                 NotifyMode::Queue => {
-                    let queued = share
-                        .try_queue(p.queues().shard_of(key_hash), body.len())
-                        .map_err(|full| match full {
-                            ShareFull::Count => EnqueueError::Full,
-                            ShareFull::Bytes => EnqueueError::Bytes,
-                        })
-                        .and_then(|ticket| {
-                            p.queues().enqueue(Notification { hook: R::HOOK, version, body, key_hash, ticket })
-                        });
-                    let result = match queued {
-                        Ok(()) => StepResult::Queued,
-                        Err(e) => {
-                            let reason = match e {
-                                EnqueueError::Full => DropReason::QueueFull,
-                                EnqueueError::Bytes => DropReason::QueueBytes,
-                                EnqueueError::Closed => DropReason::Closed,
-                            };
-                            self.metrics.dropped(index, reason);
-                            StepResult::Dropped
-                        }
-                    };
+                    let result = self.queue_to(index, share, R::HOOK, version, body, key_hash);
                     self.step(t, R::HOOK, index, result, Duration::ZERO);
                 }
                 NotifyMode::AfterDelivery => {
@@ -120,5 +100,40 @@ impl Runtime {
         self.metrics.request(t, R::HOOK, Outcome::Ack, elapsed);
         self.observer.call(&CallEvent { tenant: &tenant.name, hook: R::HOOK, valued: None, elapsed });
         EmptySuccess {}
+    }
+}
+
+impl Runtime {
+    /// Queues `body` to provider `index` through the tenant's `share` of its queues (the
+    /// client's shard); a full share or queue drops it, counted. Queued or dropped.
+    pub(super) fn queue_to(
+        &self,
+        index: usize,
+        share: &Arc<TenantShare>,
+        hook: Hook,
+        version: Version,
+        body: Bytes,
+        key_hash: u64,
+    ) -> StepResult<'static> {
+        let p = &self.providers[index];
+        let queued = share
+            .try_queue(p.queues().shard_of(key_hash), body.len())
+            .map_err(|full| match full {
+                ShareFull::Count => EnqueueError::Full,
+                ShareFull::Bytes => EnqueueError::Bytes,
+            })
+            .and_then(|ticket| p.queues().enqueue(Notification { hook, version, body, key_hash, ticket }));
+        match queued {
+            Ok(()) => StepResult::Queued,
+            Err(e) => {
+                let reason = match e {
+                    EnqueueError::Full => DropReason::QueueFull,
+                    EnqueueError::Bytes => DropReason::QueueBytes,
+                    EnqueueError::Closed => DropReason::Closed,
+                };
+                self.metrics.dropped(index, reason);
+                StepResult::Dropped
+            }
+        }
     }
 }

@@ -21,11 +21,9 @@ use std::time::Duration;
 use exhook_chain::shadow::{describe, same_effect, shadow_value};
 use exhook_config::MemberMode;
 use exhook_hooks::ValuedRequest;
-use exhook_metrics::{DropReason, ShadowVerdict};
+use exhook_metrics::ShadowVerdict;
 use exhook_proto::model::ValuedResponse;
 use exhook_proto::model::valued_response::Value;
-use exhook_upstream::queue::{EnqueueError, Notification};
-use exhook_upstream::share::ShareFull;
 use exhook_upstream::{CallError, Provider, Route};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -109,28 +107,9 @@ impl Runtime {
 
     /// Queues `at` to observer `index`, as a notification.
     fn observe<R: ValuedRequest>(&self, t: usize, index: usize, at: &R, version: exhook_hooks::Version, key_hash: u64) {
-        let p = &self.providers[index];
         let Some(share) = self.shares[t][index].as_ref() else { return };
         let body = Provider::encode_for(at, version);
-        let queued = share
-            .try_queue(p.queues().shard_of(key_hash), body.len())
-            .map_err(|full| match full {
-                ShareFull::Count => EnqueueError::Full,
-                ShareFull::Bytes => EnqueueError::Bytes,
-            })
-            .and_then(|ticket| p.queues().enqueue(Notification { hook: R::HOOK, version, body, key_hash, ticket }));
-        let result = match queued {
-            Ok(()) => StepResult::Queued,
-            Err(e) => {
-                let reason = match e {
-                    EnqueueError::Full => DropReason::QueueFull,
-                    EnqueueError::Bytes => DropReason::QueueBytes,
-                    EnqueueError::Closed => DropReason::Closed,
-                };
-                self.metrics.dropped(index, reason);
-                StepResult::Dropped
-            }
-        };
+        let result = self.queue_to(index, share, R::HOOK, version, body, key_hash);
         self.step_as(t, R::HOOK, index, result, Duration::ZERO, Via::Call(MemberMode::Observe));
     }
 
