@@ -9,6 +9,7 @@
 //! | `POST /api/v1/reload` | re-read the configuration file: 200 with the [`ReloadReport`] as JSON, 422 with the configuration errors (see [`Reload`]) |
 //! | `GET /api/v1/shadow/disagreements` | JSON: the newest shadow disagreements, newest first ([`DisagreementReport`]) |
 //! | `DELETE /api/v1/cache?provider=P&clientid=C` | removes cached decisions (both parameters optional): 200 `{"evicted": n}`, 404 for an unknown provider, 409 for one without a cache |
+//! | `GET /api/v1/trace?clientid=C&username=U&topic=T` | a live decision trace of the matching calls, as server-sent events (see [`trace`] and [`sse`]): 400 without a filter, 503 with [`trace::MAX_VIEWERS`] open, 501 without a [`TraceHub`] |
 //! | `GET /` | the live status page (HTML and a little JavaScript, no external assets) |
 //!
 //! With `[admin] token_file`, every path but `/healthz` and the page itself needs
@@ -18,10 +19,14 @@
 //! length shows in how long a refusal takes.
 //! Nothing here ever includes request contents: no passwords, no payloads. The one place
 //! with client data is the shadow disagreement log (clientids, behind the token like every
-//! `/api` path), whose answers are described, never copied.
+//! `/api` path), whose answers are described, never copied, and live traces (the same:
+//! clientids, usernames and topics, never a password or a payload).
 #![warn(missing_docs)]
 
+pub mod history;
+pub mod sse;
 mod status;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,8 +46,10 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 pub use status::{
-    DisagreementReport, ProviderStatus, Readiness, StatusReport, disagreements, readiness, status_report,
+    ChainCounts, DisagreementReport, MemberReport, ProviderStatus, Readiness, StatusReport, disagreements, readiness,
+    status_report,
 };
+pub use trace::{TraceFilter, TraceHub};
 
 /// The status page.
 const PAGE: &str = include_str!("../assets/status.html");
@@ -168,6 +175,8 @@ pub struct AdminState {
     config: ArcSwap<ConfigInfo>,
     listener_up: AtomicBool,
     reload: std::sync::OnceLock<Arc<dyn Reload>>,
+    trace: std::sync::OnceLock<Arc<TraceHub>>,
+    history: history::History,
 }
 
 impl AdminState {
@@ -180,7 +189,22 @@ impl AdminState {
             config: ArcSwap::from_pointee(config),
             listener_up: AtomicBool::new(false),
             reload: std::sync::OnceLock::new(),
+            trace: std::sync::OnceLock::new(),
+            history: history::History::default(),
         })
+    }
+
+    /// Installs the trace hub behind `GET /api/v1/trace` (once): the same hub must be the
+    /// gateway's observer. Its dropped events are counted in the gateway's metrics.
+    pub fn set_trace(&self, hub: Arc<TraceHub>) {
+        hub.attach_metrics(self.gateway.metrics());
+        let _ = self.trace.set(hub);
+    }
+
+    /// Takes one sample of every provider for the status page's history (the admin listener
+    /// does this every [`history::EVERY`]).
+    pub fn sample_history(&self) {
+        self.history.sample(&self.gateway);
     }
 
     /// Installs what `POST /api/v1/reload` runs (once; without it the route answers 501).
@@ -217,6 +241,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/shadow/disagreements", get(shadow_disagreements))
         .route("/api/v1/cache", delete(evict_cache))
+        .route("/api/v1/trace", get(trace_events))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_token));
     // The probes stay open: a kubelet's httpGet probe cannot send a token from a Secret, and
     // they say only "ok" or why the gateway is not ready (no request data, no secrets).
@@ -234,7 +259,32 @@ pub async fn serve(
     state: Arc<AdminState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let _sampler = sample_history_every(&state, history::EVERY);
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Samples the providers' history every `every` while the listener serves (the task ends
+/// with the returned guard).
+fn sample_history_every(state: &Arc<AdminState>, every: std::time::Duration) -> AbortOnDrop {
+    let state = Arc::downgrade(state);
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            state.sample_history();
+        }
+    }))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// As [`serve`], over HTTPS: `tls` is the `[admin.tls]` configuration (re-read when its
@@ -246,6 +296,7 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = TlsListener::start(listener, tls)?;
+    let _sampler = sample_history_every(&state, history::EVERY);
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
@@ -321,7 +372,40 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 
 async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let config = state.config.load_full();
-    axum::Json(status_report(&state.gateway, &config, state.listener_up.load(Ordering::Acquire)))
+    let mut report = status_report(&state.gateway, &config, state.listener_up.load(Ordering::Acquire));
+    for p in &mut report.providers {
+        p.history = state.history.of(&p.name);
+    }
+    axum::Json(report)
+}
+
+/// `GET /api/v1/trace`: the matching calls' events as server-sent events, until the client
+/// leaves (see [`sse`]).
+async fn trace_events(State(state): State<Arc<AdminState>>, RawQuery(query): RawQuery) -> Response {
+    let Some(hub) = state.trace.get() else {
+        return (StatusCode::NOT_IMPLEMENTED, "live traces are not available in this process\n").into_response();
+    };
+    let filter = match TraceFilter::parse(query.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, axum::Json(serde_json_object("error", e.to_string()))).into_response();
+        }
+    };
+    let Some((guard, rx)) = hub.open(filter) else {
+        let e = format!("{} live traces are open already", trace::MAX_VIEWERS);
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json_object("error", e))).into_response();
+    };
+    // Who watches which client is worth a line for the audit trail.
+    tracing::info!(filter = ?guard.viewer().filter(), "live trace opened");
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        axum::body::Body::from_stream(sse::stream(guard, rx)),
+    )
+        .into_response()
 }
 
 async fn reload(State(state): State<Arc<AdminState>>) -> Response {
@@ -369,7 +453,7 @@ impl EvictQuery {
 }
 
 /// `application/x-www-form-urlencoded` value decoding; `None` for invalid `%` escapes or UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {

@@ -116,6 +116,9 @@ pub struct ProviderStatus {
     pub latency_buckets: Vec<(Option<f64>, u64)>,
     /// Decisions in its cache now (`None`: no `[providers.cache]`).
     pub cache_entries: Option<usize>,
+    /// The last minutes: calls/s, p99 and breaker state, oldest first (sampled by the admin
+    /// plane every few seconds; empty until the first samples).
+    pub history: Vec<crate::history::Sample>,
 }
 
 /// One tenant in the report.
@@ -141,6 +144,83 @@ pub struct ChainReport {
     pub providers: Vec<String>,
     /// Each provider's mode, same order: `decisive`, `shadow` or `observe`.
     pub modes: Vec<String>,
+    /// Each member in call order with what it did, for the page's chain diagram.
+    pub members: Vec<MemberReport>,
+}
+
+/// One chain member and what it did so far (the counters `/metrics` exports).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MemberReport {
+    /// Provider name.
+    pub provider: String,
+    /// `decisive`, `shadow` or `observe`.
+    pub mode: String,
+    /// Loaded and registered the hook (else every call skips it: `not registered`).
+    pub registered: bool,
+    /// Its answers and skips for this hook, over every tenant it serves
+    /// (`provider_calls_total` has no tenant label): `stop`, `continue`, `ignore`, `ok`,
+    /// `failed` (timeout, unavailable, error), `breaker_open`, `shed`, `filtered`, and
+    /// `cache_hit` (`cache_lookups_total{result="hit"}`).
+    pub counts: BTreeMap<String, u64>,
+    /// Chains of this tenant and hook it ended (`chain_decisions_total{decided_by}`).
+    pub decided: u64,
+}
+
+/// The counters behind [`MemberReport`]: provider and hook → result → calls, and tenant,
+/// hook and provider → decisions.
+#[derive(Debug, Default)]
+pub struct ChainCounts {
+    calls: BTreeMap<(String, String), BTreeMap<String, u64>>,
+    decided: BTreeMap<(String, String, String), u64>,
+}
+
+impl ChainCounts {
+    /// Reads them from the metric families.
+    pub fn read(metrics: &exhook_metrics::Metrics) -> ChainCounts {
+        let mut counts = ChainCounts::default();
+        let label = |labels: &[(String, String)], name: &str| {
+            labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        for (labels, n) in metrics.counter_series("exhook_gateway_provider_calls_total") {
+            counts.add_call(&label(&labels, "provider"), &label(&labels, "hook"), &label(&labels, "result"), n);
+        }
+        for (labels, n) in metrics.counter_series("exhook_gateway_cache_lookups_total") {
+            if label(&labels, "result") == "hit" {
+                counts.add_call(&label(&labels, "provider"), &label(&labels, "hook"), "cache_hit", n);
+            }
+        }
+        for (labels, n) in metrics.counter_series("exhook_gateway_chain_decisions_total") {
+            let key = (label(&labels, "tenant"), label(&labels, "hook"), label(&labels, "decided_by"));
+            *counts.decided.entry(key).or_default() += n;
+        }
+        counts
+    }
+
+    /// Adds `n` calls of `provider` on `hook` with `result` (timeouts, unavailable and errors
+    /// are all `failed`).
+    pub fn add_call(&mut self, provider: &str, hook: &str, result: &str, n: u64) {
+        let result = match result {
+            "timeout" | "unavailable" | "error" => "failed",
+            r => r,
+        };
+        let slot = self.calls.entry((provider.to_owned(), hook.to_owned())).or_default();
+        *slot.entry(result.to_owned()).or_default() += n;
+    }
+
+    /// A member's report.
+    pub fn member(&self, tenant: &str, hook: &str, provider: &str, mode: &str, registered: bool) -> MemberReport {
+        MemberReport {
+            provider: provider.to_owned(),
+            mode: mode.to_owned(),
+            registered,
+            counts: self.calls.get(&(provider.to_owned(), hook.to_owned())).cloned().unwrap_or_default(),
+            decided: self
+                .decided
+                .get(&(tenant.to_owned(), hook.to_owned(), provider.to_owned()))
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// One shadow disagreement (`GET /api/v1/shadow/disagreements`, the status page): the client,
@@ -207,6 +287,8 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
     let snap = gateway.snapshot();
     let config = snap.config();
     let cached: BTreeMap<String, usize> = gateway.cache_entries().into_iter().collect();
+    // The same numbers /metrics exports (one owner: the metric families), read in one pass.
+    let mut summaries = gateway.metrics().provider_summaries();
     let providers = snap
         .providers()
         .iter()
@@ -227,8 +309,7 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                         .collect()
                 })
                 .unwrap_or_default();
-            // The same numbers /metrics exports (one owner: the metric families).
-            let summary = gateway.metrics().provider_summary(&pc.name);
+            let summary = summaries.remove(&pc.name).unwrap_or_default();
             let snapshot = p.breaker().snapshot();
             ProviderStatus {
                 name: pc.name.clone(),
@@ -273,9 +354,11 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                     .map(|(le, n)| (le.is_finite().then_some(le), n))
                     .collect(),
                 cache_entries: cached.get(&pc.name).copied(),
+                history: Vec::new(),
             }
         })
         .collect();
+    let counts = ChainCounts::read(gateway.metrics());
     let tenants = config
         .tenants
         .iter()
@@ -285,18 +368,26 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
             chains: Hook::hookpoints()
                 .filter_map(|hook| {
                     let explicit = t.explicit.contains(hook);
+                    let registered =
+                        |i: usize| snap.providers()[i].registration().is_some_and(|r| r.hooks.contains(hook));
                     let (members, modes): (Vec<String>, Vec<String>) = t
                         .members(hook)
-                        .filter(|&(i, _)| {
-                            explicit || snap.providers()[i].registration().is_some_and(|r| r.hooks.contains(hook))
-                        })
+                        .filter(|&(i, _)| explicit || registered(i))
                         .map(|(i, mode)| (config.providers[i].name.clone(), mode.as_str().to_owned()))
                         .unzip();
+                    let reports = t
+                        .members(hook)
+                        .filter(|&(i, _)| explicit || registered(i))
+                        .map(|(i, mode)| {
+                            counts.member(&t.name, hook.name(), &config.providers[i].name, mode.as_str(), registered(i))
+                        })
+                        .collect();
                     (!members.is_empty()).then(|| ChainReport {
                         hook: hook.name().to_owned(),
                         explicit,
                         providers: members,
                         modes,
+                        members: reports,
                     })
                 })
                 .collect(),
@@ -311,5 +402,28 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
         tenants,
         providers,
         disagreements: disagreements(gateway),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_counts_group_failures_and_keep_skips_apart() {
+        let mut c = ChainCounts::default();
+        for (result, n) in [("stop", 3), ("continue", 5), ("timeout", 1), ("error", 2), ("filtered", 4), ("shed", 1)] {
+            c.add_call("auth", "client.authenticate", result, n);
+        }
+        c.add_call("auth", "message.publish", "continue", 9);
+        c.decided.insert(("t".into(), "client.authenticate".into(), "auth".into()), 3);
+        let m = c.member("t", "client.authenticate", "auth", "decisive", true);
+        let want: BTreeMap<String, u64> = [("stop", 3), ("continue", 5), ("failed", 3), ("filtered", 4), ("shed", 1)]
+            .map(|(k, v)| (k.into(), v))
+            .into();
+        assert_eq!(m.counts, want);
+        assert_eq!(m.decided, 3);
+        assert_eq!(c.member("other", "client.authenticate", "auth", "decisive", true).decided, 0);
+        assert!(c.member("t", "client.authorize", "auth", "shadow", false).counts.is_empty());
     }
 }

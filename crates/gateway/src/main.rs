@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use exhook_admin::{AdminState, ConfigInfo};
 use exhook_config::Config;
-use exhook_server::{Gateway, NoopObserver};
+use exhook_server::Gateway;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,25 @@ enum Command {
     /// Drives it through every hook it registers and prints a check | result | reason table
     /// (docs/conformance.md). Exit code 0: conforms; 1: a check failed; 2: cannot connect.
     Conformance(exhook_conformance::cli::Args),
+    /// Follow a live decision trace: every hook the gateway receives for the matching clients,
+    /// each provider's answer, latency and outcome, and what EMQX got back (one line each).
+    Trace {
+        /// The admin listener, e.g. http://127.0.0.1:9100.
+        #[arg(long, default_value = "http://127.0.0.1:9100")]
+        admin: String,
+        /// The clientid to follow.
+        #[arg(long)]
+        clientid: Option<String>,
+        /// The username to follow.
+        #[arg(long)]
+        username: Option<String>,
+        /// A topic or topic filter (`a/#`) to follow.
+        #[arg(long)]
+        topic: Option<String>,
+        /// A file with the admin bearer token (as `[admin] token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Start built-in example providers and the gateway on loopback, drive an EMQX-like
     /// session through it and print every hook, each provider's answer and the result.
     #[cfg(feature = "demo")]
@@ -128,6 +147,14 @@ fn main() -> std::process::ExitCode {
                 run(config, watch).await
             }
             Command::Check { config } => check(config),
+            Command::Trace { admin, clientid, username, topic, token_file } => {
+                let filter = exhook_admin::TraceFilter { clientid, username, topic };
+                let token = token_file
+                    .map(|f| exhook_admin::read_token_file(&f).with_context(|| format!("cannot read {}", f.display())))
+                    .transpose()?;
+                let token = token.as_ref().map(|t| t.expose().as_str());
+                Ok(exhook_admin::sse::print_trace(&admin, &filter, token, std::io::stdout().lock()).await?)
+            }
             // Answered above, with its own exit codes (0 conforms, 1 a check failed, 2 cannot connect).
             Command::Conformance(_) => Ok(()),
             #[cfg(feature = "demo")]
@@ -170,7 +197,10 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     let admin = config.admin.clone();
     let drain_timeout = config.server.drain_timeout;
     let listeners = exhook_server::Listeners::bind(&config).await?;
-    let gateway = Gateway::new(config, Arc::new(NoopObserver))?;
+    // The live trace hub is the gateway's observer: with no trace open it costs each call
+    // one atomic load (benches/benches/trace.rs).
+    let trace = Arc::new(exhook_admin::TraceHub::default());
+    let gateway = Gateway::new(config, Arc::clone(&trace) as Arc<dyn exhook_server::Observer>)?;
     let token = match &admin.token_file {
         Some(f) => Some(
             exhook_admin::read_token_file(f)
@@ -179,6 +209,7 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         None => None,
     };
     let admin_state = AdminState::new(gateway.clone(), token, ConfigInfo::new(Some(&path), &text));
+    admin_state.set_trace(trace);
     let reloader = reload::Reloader::new(path.clone(), &sources, gateway.clone(), Arc::clone(&admin_state));
     admin_state.set_reload(Arc::clone(&reloader) as Arc<dyn exhook_admin::Reload>);
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);

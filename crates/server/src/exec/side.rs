@@ -138,7 +138,8 @@ impl Runtime {
         let at = at.clone();
         // Its own timeout: EMQX is not waiting for a shadow, so its deadline does not apply.
         let timeout = provider.config().timeout;
-        tokio::spawn(async move {
+        // The call's live trace (if any) follows the shadow onto its task.
+        tokio::spawn(crate::observe::propagate(async move {
             let _permit = permit;
             let Some(slot) = share.try_call() else {
                 metrics.shadow_dropped(t, R::HOOK, index);
@@ -189,7 +190,7 @@ impl Runtime {
                 }
             };
             observer.shadow(&ShadowEvent { tenant: &tenant, hook: R::HOOK, provider: &name, verdict, elapsed });
-        });
+        }));
         Some(tx)
     }
 }
