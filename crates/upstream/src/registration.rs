@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use exhook_hooks::{Hook, HookSet, Version};
 use exhook_proto::model::LoadedResponse;
-use exhook_topic::FilterSet;
+use exhook_topic::{FilterSet, validate_filter};
 
 /// What a provider registered in its last successful `OnProviderLoaded`.
 #[derive(Debug, Clone)]
@@ -31,6 +31,9 @@ impl Registration {
         let mut topics: Vec<Option<Vec<&str>>> = vec![None; Hook::ALL.len()];
         let mut all_topics = HookSet::EMPTY;
         let mut unknown = Vec::new();
+        // Every invalid filter a message.* hook was sent with, in order (also for a hook that
+        // ends up taking all topics): what the provider got wrong, whatever the set kept.
+        let mut invalid_filters = Vec::new();
         for spec in &response.hooks {
             if spec.name.is_empty() {
                 continue; // EMQX skips a HookSpec without a name
@@ -47,13 +50,13 @@ impl Registration {
                 all_topics.insert(hook);
                 continue;
             }
+            invalid_filters.extend(spec.topics.iter().filter(|t| validate_filter(t).is_err()).cloned());
             topics[hook.index()].get_or_insert_with(Vec::new).extend(spec.topics.iter().map(String::as_str));
         }
         for hook in all_topics.iter() {
             topics[hook.index()] = None;
         }
         let mut filters: Vec<Option<Arc<FilterSet>>> = vec![None; Hook::ALL.len()];
-        let mut invalid_filters = Vec::new();
         for i in 0..topics.len() {
             let Some(list) = &topics[i] else { continue };
             let same = (0..i).find(|&j| topics[j].as_ref() == Some(list));
@@ -62,9 +65,8 @@ impl Registration {
                 None => {
                     let mut set = FilterSet::new();
                     for t in list {
-                        if set.insert(t).is_err() {
-                            invalid_filters.push((*t).to_owned());
-                        }
+                        // An invalid filter is left out (and listed in `invalid_filters` above).
+                        let _ = set.insert(t);
                     }
                     Arc::new(set)
                 }
