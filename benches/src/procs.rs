@@ -236,3 +236,41 @@ impl Drop for ProviderProcess {
         self.stdin.take();
     }
 }
+
+/// The workspace binaries the runners start, found next to the running one (build them into
+/// the same profile directory first).
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `exhook-gateway`.
+    pub gateway: PathBuf,
+    /// `exhook-loadgen`.
+    pub loadgen: PathBuf,
+    /// `exhook-bench-provider`.
+    pub provider: PathBuf,
+    /// The profile directory they are in (`target/release`, `target/debug`).
+    pub profile_dir: PathBuf,
+}
+
+impl Bins {
+    /// Finds them beside the current executable; an error naming the build command if one is
+    /// missing.
+    pub fn locate() -> anyhow::Result<Bins> {
+        let exe = std::env::current_exe().context("locating the runner's executable")?;
+        let dir = exe.parent().context("executable has no directory")?.to_owned();
+        let bins = Bins {
+            gateway: dir.join("exhook-gateway"),
+            loadgen: dir.join("exhook-loadgen"),
+            provider: dir.join("exhook-bench-provider"),
+            profile_dir: dir,
+        };
+        for b in [&bins.gateway, &bins.loadgen, &bins.provider] {
+            if !b.is_file() {
+                bail!(
+                    "{} is missing: build the binaries into the runner's directory first, e.g.\n  cargo build --release -p exhook-gateway -p exhook-loadgen -p exhook-benches",
+                    b.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use exhook_benches::procs::{Guard, ProviderProcess, free_port, wait_tcp};
+use exhook_benches::procs::{Bins, Guard, ProviderProcess, free_port, wait_tcp};
 use exhook_benches::proxies::{self, Proxies};
 use exhook_benches::report::{self, RunRecord};
 use exhook_benches::scenarios::{self, Middle, Scenario, Shape};
@@ -80,35 +80,6 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 fn version(s: &str) -> Result<Version, String> {
     s.parse().map_err(|e: exhook_hooks::ParseVersionError| e.to_string())
-}
-
-struct Bins {
-    gateway: PathBuf,
-    loadgen: PathBuf,
-    provider: PathBuf,
-    profile_dir: PathBuf,
-}
-
-impl Bins {
-    fn locate() -> anyhow::Result<Bins> {
-        let exe = std::env::current_exe().context("locating the runner's executable")?;
-        let dir = exe.parent().context("executable has no directory")?.to_owned();
-        let bins = Bins {
-            gateway: dir.join("exhook-gateway"),
-            loadgen: dir.join("exhook-loadgen"),
-            provider: dir.join("exhook-bench-provider"),
-            profile_dir: dir.clone(),
-        };
-        for b in [&bins.gateway, &bins.loadgen, &bins.provider] {
-            if !b.is_file() {
-                bail!(
-                    "{} is missing: build the binaries into the runner's directory first, e.g.\n  cargo build --release -p exhook-gateway -p exhook-loadgen -p exhook-benches",
-                    b.display()
-                );
-            }
-        }
-        Ok(bins)
-    }
 }
 
 struct Ctx {

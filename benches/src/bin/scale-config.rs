@@ -27,9 +27,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use clap::Parser;
-use exhook_benches::procs::{Guard, ProviderProcess, free_port, log_tail, wait_tcp};
+use exhook_benches::procs::{Bins, Guard, ProviderProcess, free_port, log_tail, wait_tcp};
 use exhook_hooks::{Hook, Version};
 use exhook_loadgen::procstat;
 use exhook_loadgen::run::per_10k;
@@ -129,36 +129,6 @@ struct Cli {
     /// Keep the temp dir (configurations and logs).
     #[arg(long)]
     keep_temp: bool,
-}
-
-/// The binaries next to this one (as `compare` finds them).
-struct Bins {
-    gateway: PathBuf,
-    loadgen: PathBuf,
-    provider: PathBuf,
-    profile_dir: PathBuf,
-}
-
-impl Bins {
-    fn locate() -> anyhow::Result<Bins> {
-        let exe = std::env::current_exe().context("locating the runner's executable")?;
-        let dir = exe.parent().context("executable has no directory")?.to_owned();
-        let bins = Bins {
-            gateway: dir.join("exhook-gateway"),
-            loadgen: dir.join("exhook-loadgen"),
-            provider: dir.join("exhook-bench-provider"),
-            profile_dir: dir,
-        };
-        for b in [&bins.gateway, &bins.loadgen, &bins.provider] {
-            if !b.is_file() {
-                bail!(
-                    "{} is missing: build first:\n  cargo build --release -p exhook-gateway -p exhook-loadgen -p exhook-benches",
-                    b.display()
-                );
-            }
-        }
-        Ok(bins)
-    }
 }
 
 /// The generated configuration's shape.

@@ -3,16 +3,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use exhook_admin::{AdminState, ConfigInfo};
 use exhook_hooks::{Hook, Version};
-use exhook_proto::model::{self, valued_response::ResponsedType};
-use exhook_sim::{Reply, SimProvider, valued};
+use exhook_proto::model;
+use exhook_sim::SimProvider;
 
 fn value(metrics: &str, series: &str) -> f64 {
     metrics
@@ -21,54 +19,11 @@ fn value(metrics: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
 }
 
-struct Admin {
-    addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start_admin(gw: &TestGateway, token: Option<&str>) -> Admin {
-    let state = AdminState::new(
-        gw.gateway.clone(),
-        token.map(|t| exhook_proto::Secret::new(t.to_owned())),
-        ConfigInfo::new(None, "test"),
-    );
-    state.set_listener_up(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(exhook_admin::serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    Admin { addr, _stop: tx }
-}
-
 /// auth (v3): CONTINUE true for alice, STOP false for mallory; publisher (v2): rewrites a/#;
 /// audit (v1): session.created, queued.
 async fn scenario() -> (SimProvider, SimProvider, SimProvider, TestGateway) {
-    let auth = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .script(valued(|c| {
-            let r: model::ClientAuthenticateRequest = c.request();
-            if r.clientinfo.unwrap_or_default().clientid.starts_with("mallory") {
-                Reply::bool(ResponsedType::StopAndReturn, false)
-            } else {
-                Reply::bool(ResponsedType::Continue, true)
-            }
-        }))
-        .start()
-        .await
-        .unwrap();
-    let publisher = SimProvider::builder(Version::V2)
-        .hook_topics("message.publish", &["a/#"])
-        .script(valued(|c| {
-            Reply::message(
-                ResponsedType::Continue,
-                c.request::<model::MessagePublishRequest>().message.unwrap_or_default(),
-            )
-        }))
-        .start()
-        .await
-        .unwrap();
+    let auth = mallory_denier().await;
+    let publisher = echo_publisher().await;
     let audit = SimProvider::builder(Version::V1).hook("session.created").start().await.unwrap();
     let toml = format!(
         "{}{}{}",

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use exhook_admin::{AdminState, ConfigInfo};
 use exhook_hooks::{Hook, Version};
 use exhook_proto::model::{self, ValuedResponse, valued_response::ResponsedType, valued_response::Value};
 use exhook_server::Observer;
@@ -193,44 +191,6 @@ async fn ttls_bounds_and_invalidation() {
     assert_eq!(calls(), before + 2, "new configuration: asked again");
 }
 
-struct Admin {
-    addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start_admin(gw: &TestGateway, token: &str) -> Admin {
-    let state = AdminState::new(
-        gw.gateway.clone(),
-        Some(exhook_proto::Secret::new(token.to_owned())),
-        ConfigInfo::new(None, "t"),
-    );
-    state.set_listener_up(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(exhook_admin::serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    Admin { addr, _stop: tx }
-}
-
-/// `DELETE path` with a bearer token: status and body.
-async fn delete(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    s.write_all(
-        format!("DELETE {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_evicts_and_shows_disagreements() {
     let auth = auth_provider().await;
@@ -248,7 +208,7 @@ async fn the_admin_api_evicts_and_shows_disagreements() {
     );
     let gw = TestGateway::start(&toml).await;
     wait_loaded(&gw).await;
-    let admin = start_admin(&gw, "tok").await;
+    let admin = start_admin(&gw, Some("tok")).await;
     let emqx = gw.emqx(Version::V3).await;
     for id in ["x1", "x1", "x2"] {
         emqx.valued(&authn_with(id, "pa55-word-never-shown")).await.unwrap();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use exhook_admin::{AdminState, ConfigInfo, TraceHub};
+use exhook_admin::TraceHub;
 use exhook_hooks::Version;
 use exhook_proto::model::{self, valued_response::ResponsedType};
 use exhook_sim::{Reply, SimProvider, valued};
@@ -60,19 +60,7 @@ async fn chromium(chromium: &PathBuf, profile: &std::path::Path, url: &str, extr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_status_page_shows_history_chains_and_a_live_trace() {
     let Some(chromium_bin) = require("chromium", "chromium") else { return };
-    let auth = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .script(valued(|c| {
-            let r: model::ClientAuthenticateRequest = c.request();
-            if r.clientinfo.unwrap_or_default().clientid.starts_with("mallory") {
-                Reply::bool(ResponsedType::StopAndReturn, false)
-            } else {
-                Reply::bool(ResponsedType::Continue, true)
-            }
-        }))
-        .start()
-        .await
-        .unwrap();
+    let auth = mallory_denier().await;
     // A candidate that denies every 4th client: disagreements to show.
     let candidate = SimProvider::builder(Version::V3)
         .hook("client.authenticate")
@@ -85,17 +73,7 @@ async fn timed_status_page_shows_history_chains_and_a_live_trace() {
         .start()
         .await
         .unwrap();
-    let publisher = SimProvider::builder(Version::V2)
-        .hook_topics("message.publish", &["a/#"])
-        .script(valued(|c| {
-            Reply::message(
-                ResponsedType::Continue,
-                c.request::<model::MessagePublishRequest>().message.unwrap_or_default(),
-            )
-        }))
-        .start()
-        .await
-        .unwrap();
+    let publisher = echo_publisher().await;
     // Authorize: too slow every other call for its 100 ms timeout, so its breaker opens.
     let flaky = SimProvider::builder(Version::V3)
         .hook("client.authorize")
@@ -121,19 +99,10 @@ async fn timed_status_page_shows_history_chains_and_a_live_trace() {
     );
     let hub = Arc::new(TraceHub::default());
     let gw = TestGateway::start_observed(&toml, Arc::clone(&hub) as Arc<dyn exhook_server::Observer>).await;
-    let state = AdminState::new(
-        gw.gateway.clone(),
-        Some(exhook_proto::Secret::new(TOKEN.to_owned())),
-        ConfigInfo::new(None, "test"),
-    );
+    let state = admin_state(&gw, Some(TOKEN));
     state.set_trace(Arc::clone(&hub));
-    state.set_listener_up(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = listener.local_addr().unwrap();
-    let (_stop_admin, admin_stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(exhook_admin::serve(listener, Arc::clone(&state), async {
-        let _ = admin_stop.await;
-    }));
+    let served = serve_admin(Arc::clone(&state)).await;
+    let admin = served.addr;
     let _ = gw.loaded_emqx(Version::V3).await;
 
     // Live traffic for the whole test: rates, latencies, decisions, skips, a breaker opening.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use exhook_admin::sse::{SseEvent, follow};
 use exhook_admin::trace::TraceEvent;
-use exhook_admin::{AdminState, ConfigInfo, TraceFilter, TraceHub};
+use exhook_admin::{TraceFilter, TraceHub};
 use exhook_hooks::Version;
 use exhook_proto::model::{self, valued_response::ResponsedType};
 use exhook_sim::{Reply, SimProvider, valued};
@@ -25,42 +25,20 @@ struct Setup {
     hub: Arc<TraceHub>,
     admin: SocketAddr,
     _providers: Vec<SimProvider>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _admin: Admin,
 }
 
 /// auth (v3): CONTINUE true, STOP false for `mallory*`; auth-v2 (v3), a shadow that denies
 /// everyone; publisher (v2): message.publish on `a/#` only; audit (v1): session.created.
 async fn setup(capacity: usize) -> Setup {
-    let auth = SimProvider::builder(Version::V3)
-        .hook("client.authenticate")
-        .script(valued(|c| {
-            let r: model::ClientAuthenticateRequest = c.request();
-            if r.clientinfo.unwrap_or_default().clientid.starts_with("mallory") {
-                Reply::bool(ResponsedType::StopAndReturn, false)
-            } else {
-                Reply::bool(ResponsedType::Continue, true)
-            }
-        }))
-        .start()
-        .await
-        .unwrap();
+    let auth = mallory_denier().await;
     let candidate = SimProvider::builder(Version::V3)
         .hook("client.authenticate")
         .script(valued(|_| Reply::bool(ResponsedType::StopAndReturn, false)))
         .start()
         .await
         .unwrap();
-    let publisher = SimProvider::builder(Version::V2)
-        .hook_topics("message.publish", &["a/#"])
-        .script(valued(|c| {
-            Reply::message(
-                ResponsedType::Continue,
-                c.request::<model::MessagePublishRequest>().message.unwrap_or_default(),
-            )
-        }))
-        .start()
-        .await
-        .unwrap();
+    let publisher = echo_publisher().await;
     let audit = SimProvider::builder(Version::V1).hook("session.created").start().await.unwrap();
     let toml = format!(
         "{}{}{}{}[chains]\n\"client.authenticate\" = [\"auth\", {{ name = \"auth-v2\", mode = \"shadow\" }}]\n\"message.publish\" = [\"publisher\"]\n\"session.created\" = [\"audit\"]\n",
@@ -71,21 +49,12 @@ async fn setup(capacity: usize) -> Setup {
     );
     let hub = Arc::new(TraceHub::with_capacity(capacity));
     let gw = TestGateway::start_observed(&toml, Arc::clone(&hub) as Arc<dyn exhook_server::Observer>).await;
-    let state = AdminState::new(
-        gw.gateway.clone(),
-        Some(exhook_proto::Secret::new(TOKEN.to_owned())),
-        ConfigInfo::new(None, "test"),
-    );
+    let state = admin_state(&gw, Some(TOKEN));
     state.set_trace(Arc::clone(&hub));
-    state.set_listener_up(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(exhook_admin::serve(listener, state, async {
-        let _ = rx.await;
-    }));
+    let served = serve_admin(state).await;
+    let admin = served.addr;
     let _ = gw.loaded_emqx(Version::V3).await;
-    Setup { gw, hub, admin, _providers: vec![auth, candidate, publisher, audit], _stop: tx }
+    Setup { gw, hub, admin, _providers: vec![auth, candidate, publisher, audit], _admin: served }
 }
 
 fn filter(clientid: &str) -> TraceFilter {

@@ -138,6 +138,11 @@ pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, St
     http_request(addr, "POST", path, token).await
 }
 
+/// `DELETE path` with an optional bearer token: status and body.
+pub async fn delete(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    http_request(addr, "DELETE", path, token).await
+}
+
 async fn http_request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin listener");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
@@ -210,4 +215,73 @@ pub async fn listening_addr(stdout: tokio::process::ChildStdout) -> (SocketAddr,
     .await
     .expect("provider process did not start");
     (addr, lines)
+}
+
+/// An admin listener serving a test gateway; stops when dropped.
+pub struct Admin {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+/// The admin plane's state for `gw` (ready, with `token` if any), to adjust before serving it.
+pub fn admin_state(gw: &TestGateway, token: Option<&str>) -> Arc<exhook_admin::AdminState> {
+    let state = exhook_admin::AdminState::new(
+        gw.gateway.clone(),
+        token.map(|t| exhook_proto::Secret::new(t.to_owned())),
+        exhook_admin::ConfigInfo::new(None, "test"),
+    );
+    state.set_listener_up(true);
+    state
+}
+
+/// Serves `state` on a loopback port.
+pub async fn serve_admin(state: Arc<exhook_admin::AdminState>) -> Admin {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    let addr = listener.local_addr().expect("admin addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(exhook_admin::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    Admin { addr, _stop: tx }
+}
+
+/// An admin listener for `gw`, with `token` if any.
+pub async fn start_admin(gw: &TestGateway, token: Option<&str>) -> Admin {
+    serve_admin(admin_state(gw, token)).await
+}
+
+/// An authenticator (v3): STOP_AND_RETURN false for clientids starting with `mallory`, CONTINUE
+/// true for everyone else.
+pub async fn mallory_denier() -> exhook_sim::SimProvider {
+    use exhook_proto::model::valued_response::ResponsedType;
+    exhook_sim::SimProvider::builder(Version::V3)
+        .hook("client.authenticate")
+        .script(exhook_sim::valued(|c| {
+            let r: model::ClientAuthenticateRequest = c.request();
+            if r.clientinfo.unwrap_or_default().clientid.starts_with("mallory") {
+                exhook_sim::Reply::bool(ResponsedType::StopAndReturn, false)
+            } else {
+                exhook_sim::Reply::bool(ResponsedType::Continue, true)
+            }
+        }))
+        .start()
+        .await
+        .expect("authenticator")
+}
+
+/// A publisher (v2) registered for `message.publish` on `a/#`, answering CONTINUE with the
+/// message it was given.
+pub async fn echo_publisher() -> exhook_sim::SimProvider {
+    use exhook_proto::model::valued_response::ResponsedType;
+    exhook_sim::SimProvider::builder(Version::V2)
+        .hook_topics("message.publish", &["a/#"])
+        .script(exhook_sim::valued(|c| {
+            exhook_sim::Reply::message(
+                ResponsedType::Continue,
+                c.request::<model::MessagePublishRequest>().message.unwrap_or_default(),
+            )
+        }))
+        .start()
+        .await
+        .expect("publisher")
 }
