@@ -46,8 +46,8 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 pub use status::{
-    ChainCounts, DisagreementReport, MemberReport, ProviderStatus, Readiness, StatusReport, disagreements, readiness,
-    status_report,
+    ChainCounts, DisagreementReport, MemberReport, ProviderStatus, Readiness, StatusReport, TOPICS_SHOWN,
+    disagreements, readiness, status_report,
 };
 pub use trace::{TraceFilter, TraceHub};
 

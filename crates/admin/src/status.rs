@@ -101,8 +101,11 @@ pub struct ProviderStatus {
     pub failed_action: String,
     /// Hooks registered at the last load, EMQX 5.x spelling.
     pub hooks: Vec<String>,
-    /// Topic filters per message hook (absent: all topics).
+    /// Topic filters per message hook (absent: all topics): the first
+    /// [`TOPICS_SHOWN`] of each; `topic_counts` has the totals.
     pub topics: BTreeMap<String, Vec<String>>,
+    /// How many topic filters each message hook registered (absent: all topics).
+    pub topic_counts: BTreeMap<String, usize>,
     /// Calls answered (`provider_calls_total` results continue, stop, ignore, ok).
     pub calls_ok: u64,
     /// Calls failed or refused (timeout, unavailable, error, breaker_open, shed).
@@ -282,6 +285,11 @@ pub struct StatusReport {
     pub disagreements: Vec<DisagreementReport>,
 }
 
+/// Topic filters listed per message hook in the status report: the page polls it every
+/// second, and a provider may register thousands (100 providers × 1,000 filters made 7.8 MiB
+/// of JSON per read before this bound); the counts are always complete.
+pub const TOPICS_SHOWN: usize = 100;
+
 /// Builds the report. Contains configuration and state only: never request contents.
 pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: bool) -> StatusReport {
     let snap = gateway.snapshot();
@@ -299,16 +307,19 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                 .as_ref()
                 .map(|r| r.hooks.iter().map(|h| h.name().to_owned()).collect())
                 .unwrap_or_default();
-            let topics = registration
+            let filter_sets: Vec<(String, &[String])> = registration
                 .as_ref()
                 .map(|r| {
                     Hook::ALL
                         .into_iter()
                         .filter(|h| h.is_message_hook() && r.hooks.contains(*h))
-                        .filter_map(|h| r.filters(h).map(|f| (h.name().to_owned(), f.filters().to_vec())))
+                        .filter_map(|h| r.filters(h).map(|f| (h.name().to_owned(), f.filters())))
                         .collect()
                 })
                 .unwrap_or_default();
+            let topic_counts = filter_sets.iter().map(|(h, f)| (h.clone(), f.len())).collect();
+            let topics =
+                filter_sets.iter().map(|(h, f)| (h.clone(), f.iter().take(TOPICS_SHOWN).cloned().collect())).collect();
             let summary = summaries.remove(&pc.name).unwrap_or_default();
             let snapshot = p.breaker().snapshot();
             ProviderStatus {
@@ -343,6 +354,7 @@ pub fn status_report(gateway: &Gateway, config_info: &ConfigInfo, listener_up: b
                 .to_owned(),
                 hooks,
                 topics,
+                topic_counts,
                 calls_ok: summary.answered,
                 calls_failed: summary.failed,
                 queued: p.queues().len(),

@@ -168,6 +168,7 @@ async fn status_api_readiness_and_token() {
     assert_eq!(auth["calls_ok"], 5, "5 authenticate calls (OnProviderLoaded is not counted)");
     let publisher = &providers[1];
     assert_eq!(publisher["topics"]["message.publish"], serde_json::json!(["a/#"]));
+    assert_eq!(publisher["topic_counts"]["message.publish"], 1);
     assert_eq!(publisher["protocol"], "v2");
     let chains = s["tenants"][0]["chains"].as_array().unwrap();
     assert!(chains.iter().any(|c| c["hook"] == "session.created" && c["providers"] == serde_json::json!(["audit"])));
@@ -281,4 +282,24 @@ async fn a_fresh_gateway_exports_every_family_from_the_first_scrape() {
     assert!(!m.contains(r#"hook="client.authenticate",provider="auth",result="ok""#));
     assert!(!m.contains(r#"hook="session.created",provider="audit",result="continue""#));
     promtool_check_metrics(&m);
+}
+
+/// A provider registering thousands of filters: the status report lists the first
+/// `TOPICS_SHOWN` of each hook and counts them all (the page polls it every second).
+#[tokio::test]
+async fn status_report_bounds_listed_topic_filters() {
+    let filters: Vec<String> = (0..150).map(|i| format!("fleet/{i}/#")).collect();
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let publisher = SimProvider::builder(Version::V3).hook_topics("message.publish", &refs).start().await.unwrap();
+    let gw = TestGateway::start(&provider("publisher", &publisher.url(), "v3", "1s", "ignore")).await;
+    let _ = gw.loaded_emqx(Version::V3).await;
+    let admin = start_admin(&gw, None).await;
+    let (code, body) = get(admin.addr, "/api/v1/status", None).await;
+    assert_eq!(code, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = &s["providers"][0];
+    assert_eq!(p["topic_counts"]["message.publish"], 150);
+    let listed = p["topics"]["message.publish"].as_array().unwrap();
+    assert_eq!(listed.len(), exhook_admin::TOPICS_SHOWN);
+    assert_eq!(listed[0], "fleet/0/#");
 }
