@@ -160,21 +160,20 @@ fn filtered(mut spec: ProviderSpec, matching: &str) -> ProviderSpec {
     spec
 }
 
-/// Every scenario, in the order they run within a round.
-pub fn all(pv: Version) -> Vec<Scenario> {
-    use Answer::{Continue, Rewrite, Stop};
-    let stop1 = vec![p("p0", pv, Stop)];
-    let chain3 = vec![p("p0", pv, Continue), p("p1", pv, Continue), p("p2", pv, Stop)];
-    let publish2 = vec![
-        filtered(p("p0", pv, Rewrite), &format!("{REWRITE_FROM}+")),
-        filtered(p("p1", pv, Continue), &format!("{REWRITE_TO}+")),
-    ];
-    let fan5: Vec<ProviderSpec> = (0..5).map(|i| p(&format!("p{i}"), pv, Continue)).collect();
-    let slow = |mut s: ProviderSpec| {
-        s.delay = std::time::Duration::from_millis(2);
-        s
-    };
-    let sc = |id, title, mix, providers: Vec<ProviderSpec>, middle, chain_hook, expect, fanout| Scenario {
+/// A scenario with every option at its default: decisive members, no TLS, no cache, the
+/// run's load shape, the load generator's own clients and payload, no curve.
+#[allow(clippy::too_many_arguments)]
+fn plain(
+    id: &'static str,
+    title: &'static str,
+    mix: Mix,
+    providers: Vec<ProviderSpec>,
+    middle: Middle,
+    chain_hook: Option<&'static str>,
+    expect: Option<Answer>,
+    fanout: u64,
+) -> Scenario {
+    Scenario {
         id,
         title,
         mix,
@@ -192,7 +191,24 @@ pub fn all(pv: Version) -> Vec<Scenario> {
         payload_bytes: None,
         provider_connections: None,
         curve: None,
+    }
+}
+
+/// Every scenario, in the order they run within a round.
+pub fn all(pv: Version) -> Vec<Scenario> {
+    use Answer::{Continue, Rewrite, Stop};
+    let stop1 = vec![p("p0", pv, Stop)];
+    let chain3 = vec![p("p0", pv, Continue), p("p1", pv, Continue), p("p2", pv, Stop)];
+    let publish2 = vec![
+        filtered(p("p0", pv, Rewrite), &format!("{REWRITE_FROM}+")),
+        filtered(p("p1", pv, Continue), &format!("{REWRITE_TO}+")),
+    ];
+    let fan5: Vec<ProviderSpec> = (0..5).map(|i| p(&format!("p{i}"), pv, Continue)).collect();
+    let slow = |mut s: ProviderSpec| {
+        s.delay = std::time::Duration::from_millis(2);
+        s
     };
+    let sc = plain;
     let auth = Some("client.authenticate");
     vec![
         sc("A", "direct to provider (floor)", Mix::Auth, stop1.clone(), Middle::Direct, None, Some(Stop), 1),
@@ -347,24 +363,8 @@ pub fn all(pv: Version) -> Vec<Scenario> {
 pub fn curves(pv: Version) -> Vec<Scenario> {
     use Answer::{Continue, Stop};
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-    let base = |id: String, title: String, mix, providers: Vec<ProviderSpec>, middle, hook, expect, fanout| Scenario {
-        id: leak(id),
-        title: leak(title),
-        mix,
-        providers,
-        middle,
-        chain_hook: hook,
-        expect,
-        fanout,
-        latency_only: false,
-        tls: false,
-        members: Members::Decisive,
-        cache: false,
-        load: None,
-        clients: None,
-        payload_bytes: None,
-        provider_connections: None,
-        curve: None,
+    let base = |title: String, mix, providers, middle, hook, expect, fanout| {
+        plain("", leak(title), mix, providers, middle, hook, expect, fanout)
     };
     let auth = Some("client.authenticate");
     let publish = Some("message.publish");
@@ -384,7 +384,6 @@ pub fn curves(pv: Version) -> Vec<Scenario> {
             clients: Some(64),
             payload_bytes: Some(x as usize),
             ..base(
-                String::new(),
                 format!("publish, {label} payload"),
                 Mix::Publish,
                 vec![p("p0", pv, Continue)],
@@ -400,16 +399,7 @@ pub fn curves(pv: Version) -> Vec<Scenario> {
         pair("connections", n as u64, &n.to_string(), &|m| Scenario {
             load: Some((n, inflight)),
             clients: Some(100_000),
-            ..base(
-                String::new(),
-                format!("{n} EMQX connections"),
-                Mix::Auth,
-                vec![p("p0", pv, Stop)],
-                m,
-                auth,
-                Some(Stop),
-                1,
-            )
+            ..base(format!("{n} EMQX connections"), Mix::Auth, vec![p("p0", pv, Stop)], m, auth, Some(Stop), 1)
         });
     }
     // Chain length: CONTINUE … CONTINUE, STOP_AND_RETURN.
@@ -417,7 +407,7 @@ pub fn curves(pv: Version) -> Vec<Scenario> {
         let providers: Vec<ProviderSpec> =
             (0..n).map(|i| p(&format!("p{i}"), pv, if i + 1 == n { Stop } else { Continue })).collect();
         pair("chain", n as u64, &n.to_string(), &|m| {
-            base(String::new(), format!("chain of {n}"), Mix::Auth, providers.clone(), m, auth, Some(Stop), n as u64)
+            base(format!("chain of {n}"), Mix::Auth, providers.clone(), m, auth, Some(Stop), n as u64)
         });
     }
     // Topic filters registered by the provider (the publish topic matches one of them).
@@ -426,23 +416,14 @@ pub fn curves(pv: Version) -> Vec<Scenario> {
             let mut spec = p("p0", pv, Continue);
             spec.filters = n;
             spec.matching = vec!["bench/raw/+".to_owned()];
-            base(String::new(), format!("{n} topic filters"), Mix::Publish, vec![spec], m, publish, Some(Continue), 1)
+            base(format!("{n} topic filters"), Mix::Publish, vec![spec], m, publish, Some(Continue), 1)
         });
     }
     // HTTP/2 connections from the gateway to the provider (memory per provider connection).
     for n in [1usize, 64] {
         pair("provider-connections", n as u64, &n.to_string(), &|m| Scenario {
             provider_connections: Some(n),
-            ..base(
-                String::new(),
-                format!("{n} provider connections"),
-                Mix::Auth,
-                vec![p("p0", pv, Stop)],
-                m,
-                auth,
-                Some(Stop),
-                1,
-            )
+            ..base(format!("{n} provider connections"), Mix::Auth, vec![p("p0", pv, Stop)], m, auth, Some(Stop), 1)
         });
     }
     out
@@ -509,6 +490,25 @@ pub fn gateway_toml(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_curve_point_pairs_the_gateway_with_its_floor() {
+        let curves = curves(Version::V3);
+        let mut ids: Vec<_> = curves.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), curves.len(), "curve ids are unique");
+        for gw in curves.iter().filter(|s| s.middle == Middle::Gateway) {
+            let floor = gw.id.replace(":gateway", ":direct");
+            let direct = curves.iter().find(|s| s.id == floor).unwrap_or_else(|| panic!("{} has no floor", gw.id));
+            assert_eq!((direct.curve, direct.middle), (gw.curve, Middle::Direct));
+            assert_eq!(direct.providers.len(), gw.providers.len(), "{}: same providers", gw.id);
+        }
+        let at = |curve| curves.iter().filter(|s| s.curve.is_some_and(|c| c.curve == curve)).count() / 2;
+        assert_eq!((at("payload"), at("connections"), at("chain"), at("filters")), (4, 3, 3, 3));
+        let big = curves.iter().find(|s| s.id == "connections:512:gateway").unwrap();
+        assert_eq!((big.load, big.clients), (Some((512, 1)), Some(100_000)));
+    }
 
     #[test]
     fn ids_are_unique_and_gateway_configs_parse_shape() {

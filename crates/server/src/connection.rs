@@ -82,12 +82,11 @@ pub(crate) async fn serve_connection(
                     request.extensions_mut().insert(caller.clone());
                     calls.push(call(Arc::clone(&shared), request, respond));
                 }
+                // h2 reports only connection-level errors here (a stream's errors reach its
+                // call): the connection is over.
                 Some(Err(e)) => {
-                    // A stream error is the stream's; a connection error ends it.
-                    if e.is_io() || e.is_go_away() || e.reason().is_none() {
-                        tracing::debug!(error = %e, "EMQX connection ended");
-                        break;
-                    }
+                    tracing::debug!(error = %e, "EMQX connection ended");
+                    break;
                 }
                 // Closed by EMQX, or gracefully after the last call.
                 None => break,
